@@ -1,0 +1,40 @@
+"""What every job (sync, drain, reconcile) needs, built once by the CLI or the daemon.
+
+``sync_once(ctx)``, ``drain_once(ctx)`` and ``reconcile_once(ctx)`` take a ``Context`` and nothing
+else, so the CLI, the scheduler and the tests call the same plain functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import structlog
+
+from storage.config import Settings
+from storage.database import Database
+
+if TYPE_CHECKING:
+    from sync.client import GladlyClient
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    db: Database
+    client_factory: Callable[[], GladlyClient]
+    clock: Callable[[], datetime] = utcnow
+    log: structlog.typing.FilteringBoundLogger = field(default_factory=structlog.get_logger)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Context:
+        from sync.client import GladlyClient
+
+        db = Database(settings.storage.path, lock_wait_seconds=settings.storage.lock_wait_seconds)
+        return cls(settings=settings, db=db, client_factory=lambda: GladlyClient.from_settings(settings))
