@@ -281,7 +281,11 @@ def _base_url(value: Any) -> str | None:
     except ValueError:
         raise _Invalid(f"{text!r} has an invalid port; {expected}") from None
     if parts.path not in ("", "/"):
-        raise _Invalid(f"{text!r} has a path ({parts.path}); {expected}: /api/v1 is appended")
+        root = f"{parts.scheme}://{parts.netloc}"
+        raise _Invalid(
+            f"{text!r} has a path ({parts.path}); expected scheme://host[:port] only, e.g. {root!r} "
+            "(gladly-sync appends /api/v1)"
+        )
     if parts.query or parts.fragment:
         raise _Invalid(f"{text!r} has a query or fragment; {expected}")
     return text.rstrip("/")
@@ -374,11 +378,12 @@ def _sync_every(value: Any) -> timedelta:
     duration = _duration(value)
     if duration >= EVENTS_WINDOW:
         raise _Invalid(
-            f"{value!s} is 24 h or more, beyond Gladly's 24 h events window; expected at most 12h (e.g. 5m)"
+            f"{_describe(str(value))} is 24 h or more, beyond Gladly's 24 h events window; "
+            "expected at most 12h (e.g. 5m)"
         )
     if duration > SYNC_EVERY_MAX:
         raise _Invalid(
-            f"{value!s} is more than 12h; expected at most 12h "
+            f"{_describe(str(value))} is more than 12h; expected at most 12h "
             "so the events overlap stays inside Gladly's 24 h window"
         )
     return duration
