@@ -1,0 +1,146 @@
+"""Builders shared by the outbox tests: a fresh store, conversations and items in plain SQL, a clock."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def open_db(tmp_path: Path) -> Any:
+    """A fresh store (schema created on first connect)."""
+    from storage.database import Database
+
+    db = Database(tmp_path / "gladly.duckdb", lock_wait_seconds=5)
+    with db.connect():
+        pass
+    return db
+
+
+def add_conversation(
+    con: Any,
+    conversation_id: str,
+    *,
+    status: str = "OPEN",
+    inbox_id: str = "inbox-support",
+    customer_id: str = "cust-1",
+    deleted_at: datetime | None = None,
+) -> None:
+    con.execute(
+        "INSERT INTO conversations (id, customer_id, inbox_id, status, deleted_at) VALUES (?, ?, ?, ?, ?)",
+        [conversation_id, customer_id, inbox_id, status, deleted_at],
+    )
+
+
+def add_item(
+    con: Any,
+    item_id: str,
+    conversation_id: str,
+    *,
+    content_type: str = "EMAIL",
+    initiator_type: str = "CUSTOMER",
+    initiator_id: str | None = "cust-1",
+    at: datetime = T0,
+    text: str = "Where is my order?",
+    deleted_at: datetime | None = None,
+) -> None:
+    content = {"type": content_type, "content": text}
+    con.execute(
+        """
+        INSERT INTO conversation_items (id, conversation_id, customer_id, timestamp, content_type,
+            initiator_type, initiator_id, text, content, raw, redacted, deleted_at)
+        VALUES (?, ?, 'cust-1', ?, ?, ?, ?, ?, ?, ?, false, ?)
+        """,
+        [
+            item_id,
+            conversation_id,
+            at,
+            content_type,
+            initiator_type,
+            initiator_id,
+            text,
+            json.dumps(content),
+            json.dumps({"id": item_id, "content": content}),
+            deleted_at,
+        ],
+    )
+
+
+@dataclass
+class FakeClock:
+    """Wall clock and monotonic clock that only move when told to (or when something sleeps)."""
+
+    now: datetime = T0
+    monotonic_now: float = 1000.0
+    slept: list[float] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.monotonic_now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += timedelta(seconds=seconds)
+            self.monotonic_now += seconds
+
+
+def make_settings(
+    tmp_path: Path,
+    *,
+    enabled: bool = True,
+    max_attempts: int = 3,
+    escalation: str | None = "inbox-escalation",
+    base_url: str | None = None,
+    requests_per_second: float = 8,
+    email: str = "api-user@acme.com",
+    api_token: str = "secret-token",
+) -> Any:
+    from storage.config import (
+        GladlySettings,
+        InboxSettings,
+        LoggingSettings,
+        OutboxSettings,
+        ScheduleSettings,
+        Settings,
+        StorageSettings,
+    )
+
+    return Settings(
+        gladly=GladlySettings(
+            organization="acme",
+            sandbox=False,
+            email=email,
+            api_token=api_token,
+            base_url=base_url,
+            requests_per_second=requests_per_second,
+            timeout_seconds=5,
+        ),
+        inboxes=InboxSettings(ingest=(), escalation=escalation),
+        storage=StorageSettings(path=tmp_path / "gladly.duckdb", snapshot_path=None, lock_wait_seconds=5),
+        schedule=ScheduleSettings(
+            sync_every=timedelta(minutes=5),
+            drain_every=timedelta(seconds=30),
+            reconcile_every=timedelta(hours=6),
+        ),
+        outbox=OutboxSettings(enabled=enabled, max_attempts=max_attempts),
+        logging=LoggingSettings(level="info", format="json"),
+        config_path=tmp_path / "config.yaml",
+    )
+
+
+def gladly_time(moment: datetime) -> str:
+    """Gladly's timestamp format: UTC, milliseconds, ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
