@@ -53,8 +53,8 @@ def add_item(
     con.execute(
         """
         INSERT INTO conversation_items (id, conversation_id, customer_id, timestamp, content_type,
-            initiator_type, initiator_id, text, content, raw, redacted, deleted_at)
-        VALUES (?, ?, 'cust-1', ?, ?, ?, ?, ?, ?, ?, false, ?)
+            initiator_type, initiator_id, text, raw, redacted, deleted_at)
+        VALUES (?, ?, 'cust-1', ?, ?, ?, ?, ?, ?, false, ?)
         """,
         [
             item_id,
@@ -64,7 +64,6 @@ def add_item(
             initiator_type,
             initiator_id,
             text,
-            json.dumps(content),
             json.dumps({"id": item_id, "content": content}),
             deleted_at,
         ],

@@ -88,8 +88,8 @@ class Store:
                     con.execute(
                         """
                         INSERT INTO conversation_items (id, conversation_id, customer_id, timestamp,
-                            content_type, initiator_type, initiator_id, text, content, raw, redacted)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false)
+                            content_type, initiator_type, initiator_id, text, raw, redacted)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, false)
                         """,
                         [
                             item["id"],
@@ -100,7 +100,6 @@ class Store:
                             item["initiator"]["type"],
                             item["initiator"].get("id"),
                             content.get("content") or content.get("body"),
-                            json.dumps(content),
                             json.dumps(item),
                         ],
                     )

@@ -1,0 +1,155 @@
+"""Create and migrate the store's schema: the tables of ``storage/tables.py`` plus analyst views.
+
+``schema_version`` holds one row per applied migration; the store's version is the highest one.
+:data:`MIGRATIONS` is an ordered list of ``(version, description, apply)``. Version 1 creates every
+table from the current ``storage/tables.py`` (``CREATE TABLE IF NOT EXISTS``), so a later migration
+that adds a column must be idempotent (``ALTER TABLE ... ADD COLUMN IF NOT EXISTS``): on a fresh
+store version 1 already created it. A store whose version is higher than the newest migration was
+written by a newer gladly-sync and is refused with :class:`~storage.errors.SchemaTooNew`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import duckdb
+from sqlalchemy.schema import CreateTable
+from sqlmodel import SQLModel
+
+from storage import tables
+from storage.errors import SchemaTooNew
+
+Migration = tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]
+
+_dialect = None
+
+
+def _duckdb_dialect():  # type: ignore[no-untyped-def]
+    global _dialect
+    if _dialect is None:
+        from duckdb_engine import Dialect
+
+        _dialect = Dialect()
+    return _dialect
+
+
+def create_table_statements() -> list[str]:
+    """``CREATE TABLE IF NOT EXISTS`` for every SQLModel table, compiled for DuckDB."""
+    dialect = _duckdb_dialect()
+    return [
+        str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
+        for table in SQLModel.metadata.sorted_tables
+    ]
+
+
+CONVERSATION_TIMELINE = """
+CREATE OR REPLACE VIEW conversation_timeline AS
+SELECT
+    i.conversation_id,
+    i.id AS item_id,
+    i.timestamp,
+    i.content_type,
+    i.initiator_type,
+    i.initiator_id,
+    CASE WHEN i.initiator_type = 'AGENT' THEN a.name END AS agent_name,
+    i.text,
+    coalesce(c.customer_id, i.customer_id) AS customer_id,
+    cu.name AS customer_name,
+    c.inbox_id,
+    ib.name AS inbox_name,
+    c.status
+FROM conversation_items AS i
+LEFT JOIN conversations AS c ON c.id = i.conversation_id
+LEFT JOIN customers AS cu ON cu.id = coalesce(c.customer_id, i.customer_id)
+LEFT JOIN inboxes AS ib ON ib.id = c.inbox_id
+LEFT JOIN agents AS a ON a.id = i.initiator_id AND i.initiator_type = 'AGENT'
+WHERE i.deleted_at IS NULL AND c.deleted_at IS NULL
+ORDER BY i.timestamp, i.id
+"""
+
+OPEN_CONVERSATIONS = """
+CREATE OR REPLACE VIEW open_conversations AS
+SELECT
+    c.id AS conversation_id,
+    c.status,
+    c.customer_id,
+    cu.name AS customer_name,
+    c.inbox_id,
+    ib.name AS inbox_name,
+    c.agent_id,
+    a.name AS agent_name,
+    c.created_at,
+    last.last_item_at
+FROM conversations AS c
+LEFT JOIN customers AS cu ON cu.id = c.customer_id
+LEFT JOIN inboxes AS ib ON ib.id = c.inbox_id
+LEFT JOIN agents AS a ON a.id = c.agent_id
+LEFT JOIN (
+    SELECT conversation_id, max(timestamp) AS last_item_at
+    FROM conversation_items
+    WHERE deleted_at IS NULL
+      AND conversation_id IN (SELECT id FROM conversations WHERE status IN ('OPEN', 'WAITING'))
+    GROUP BY conversation_id
+) AS last ON last.conversation_id = c.id
+WHERE c.status IN ('OPEN', 'WAITING') AND c.deleted_at IS NULL
+ORDER BY c.created_at, c.id
+"""
+
+
+def _create(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in create_table_statements():
+        con.execute(statement)
+    con.execute(CONVERSATION_TIMELINE)
+    con.execute(OPEN_CONVERSATIONS)
+
+
+MIGRATIONS: Sequence[Migration] = ((1, "create tables and views", _create),)
+
+
+def stored_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The store's schema version; 0 for a store without a ``schema_version`` table."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = 'schema_version'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def check_version(con: duckdb.DuckDBPyConnection, latest: int = tables.SCHEMA_VERSION) -> int:
+    """Refuse a store written by a newer gladly-sync; return the store's version."""
+    version = stored_version(con)
+    if version > latest:
+        path = con.execute(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchone()
+        where = path[0] if path and path[0] else "the store"
+        raise SchemaTooNew(
+            f"{where} was written by a newer gladly-sync (schema {version} > {latest}): upgrade gladly-sync"
+        )
+    return version
+
+
+def migrate(con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Bring the store up to the newest migration, each in its own transaction; return its version."""
+    latest = migrations[-1][0]
+    current = check_version(con, latest)
+    for version, _description, apply in migrations:
+        if version <= current:
+            continue
+        con.begin()
+        try:
+            apply(con)
+            con.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                [version, datetime.now(UTC)],
+            )
+        except BaseException:
+            con.rollback()
+            raise
+        con.commit()
+        current = version
+    return current
