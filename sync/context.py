@@ -37,4 +37,6 @@ class Context:
         from sync.client import GladlyClient
 
         db = Database(settings.storage.path, lock_wait_seconds=settings.storage.lock_wait_seconds)
-        return cls(settings=settings, db=db, client_factory=lambda: GladlyClient.from_settings(settings.gladly))
+        return cls(
+            settings=settings, db=db, client_factory=lambda: GladlyClient.from_settings(settings.gladly)
+        )

@@ -7,6 +7,7 @@ and shows three example queries an analyst would run on the published snapshot.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -115,7 +116,7 @@ def run_demo(
         config = write_config(folder, sim.base_url, sim.world.inbox_id("Escalations"))
 
         def step(title: str, *argv: str) -> int:
-            print(f"\n$ gladly-sync --config {config} {' '.join(argv)}    # {title}", file=out, flush=True)
+            print(f"\n$ gladly-sync --config {config} {shlex.join(argv)}    # {title}", file=out, flush=True)
             return cli(["--config", str(config), *argv])
 
         print(f"Gladly simulator listening on {sim.base_url} (seeded, loopback only)", file=out)
@@ -140,7 +141,9 @@ def run_demo(
                 return code
 
         moved = sim.world.conversation(escalate) or {}
-        print(f"\nIn the simulator, conversation {escalate} now sits in inbox {moved.get('inboxId')}.", file=out)
+        print(
+            f"\nIn the simulator, conversation {escalate} now sits in inbox {moved.get('inboxId')}.", file=out
+        )
 
     snapshot = folder / "gladly_read.duckdb"
     print(f"\nThe store is {folder / 'gladly.duckdb'}; analysts read the snapshot {snapshot}:", file=out)

@@ -26,12 +26,18 @@ class Cli:
     db_path: Path
     token: str
 
-    def __call__(self, *argv: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *argv: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         environ = {**os.environ, "GLADLY_API_TOKEN": self.token, **(env or {})}
         environ.pop("GLADLY_SYNC_CONFIG", None)
         return subprocess.run(
             [sys.executable, "-m", "sync", "--config", str(self.config), *argv],
-            capture_output=True, text=True, timeout=timeout, env=environ, cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=environ,
+            cwd=ROOT,
         )
 
     def ok(self, *argv: str, **kw) -> subprocess.CompletedProcess:
@@ -51,8 +57,9 @@ class Cli:
             con.close()
 
 
-def write_config(folder: Path, base_url: str, *, ingest: list[str] | None = None,
-                 escalation: str | None = None) -> Path:
+def write_config(
+    folder: Path, base_url: str, *, ingest: list[str] | None = None, escalation: str | None = None
+) -> Path:
     ingest_yaml = "[" + ", ".join(ingest or []) + "]"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.yaml"
@@ -67,7 +74,7 @@ def write_config(folder: Path, base_url: str, *, ingest: list[str] | None = None
   timeout_seconds: 5
 inboxes:
   ingest: {ingest_yaml}
-  escalation: {escalation or 'null'}
+  escalation: {escalation or "null"}
 storage:
   path: store/gladly.duckdb
   snapshot_path: store/gladly_read.duckdb

@@ -38,7 +38,9 @@ class TestSync:
         stored = {row[0] for row in cli.query("SELECT id FROM conversations")}
         assert stored == expected
         item_count = sum(len(sim.world.items(c)) for c in expected)
-        assert cli.query("SELECT count(*) FROM conversation_items WHERE deleted_at IS NULL")[0][0] == item_count
+        assert (
+            cli.query("SELECT count(*) FROM conversation_items WHERE deleted_at IS NULL")[0][0] == item_count
+        )
         assert cli.query("SELECT count(*) FROM inboxes")[0][0] == len(sim.world.inboxes)
         assert Path(str(cli.db_path).replace("gladly.duckdb", "gladly_read.duckdb")).exists()
 
@@ -60,7 +62,9 @@ class TestSync:
         sim.world.close(other)
         summary = cli.json("sync")
         assert summary["requests"] <= 1 + 2 * 2 + 1 + 3
-        assert cli.query("SELECT text FROM conversation_items WHERE id = ?", item_id) == [("Where is my parcel?",)]
+        assert cli.query("SELECT text FROM conversation_items WHERE id = ?", item_id) == [
+            ("Where is my parcel?",)
+        ]
         assert cli.query("SELECT status FROM conversations WHERE id = ?", other) == [("CLOSED",)]
 
     def test_merge_and_delete(self, sim: Simulator, cli: Cli):
@@ -84,11 +88,15 @@ class TestSync:
         """With inboxes.ingest set, only conversations of those inboxes are stored, and skips are counted."""
         chat = sim.world.inbox_id("Chat Support")
         config = write_config(tmp_path / "filtered", sim.base_url, ingest=[chat])
-        cli = Cli(config=config, db_path=tmp_path / "filtered" / "store" / "gladly.duckdb", token="demo-token")
+        cli = Cli(
+            config=config, db_path=tmp_path / "filtered" / "store" / "gladly.duckdb", token="demo-token"
+        )
         cli.ok("sync", "--full")
         stored = {row[0] for row in cli.query("SELECT DISTINCT inbox_id FROM conversations")}
         assert stored == {chat}
-        outside = [c["id"] for c in sim.world.conversations() if c["inboxId"] != chat and c["status"] != "CLOSED"]
+        outside = [
+            c["id"] for c in sim.world.conversations() if c["inboxId"] != chat and c["status"] != "CLOSED"
+        ]
         sim.world.new_message(outside[0], text="hello?")
         summary = cli.json("sync")
         assert summary["skipped_inbox_filter"] >= 1
@@ -100,8 +108,12 @@ class TestOutbox:
         """Queued actions land in Gladly exactly once, and the escalation moves the conversation."""
         cli.ok("sync", "--full")
         answer, escalate = open_conversations(sim)[:2]
-        reply = cli.json("enqueue", "reply", answer, "--body", "Your refund is on its way.", "--dedupe-key", "r1")
-        again = cli.json("enqueue", "reply", answer, "--body", "Your refund is on its way.", "--dedupe-key", "r1")
+        reply = cli.json(
+            "enqueue", "reply", answer, "--body", "Your refund is on its way.", "--dedupe-key", "r1"
+        )
+        again = cli.json(
+            "enqueue", "reply", answer, "--body", "Your refund is on its way.", "--dedupe-key", "r1"
+        )
         assert again["id"] == reply["id"] and again["deduplicated"] is True
         cli.ok("enqueue", "note", answer, "--body", "Refund issued.")
         cli.ok("enqueue", "escalate", escalate, "--note", "Needs a supervisor.")
@@ -166,8 +178,14 @@ class TestOperatorExperience:
     def test_demo_runs_offline(self, tmp_path: Path):
         """gladly-sync demo runs the whole product against the simulator and exits 0."""
         environ = {**os.environ, "GLADLY_API_TOKEN": "", "PYTHONPATH": str(ROOT)}
-        done = subprocess.run([sys.executable, "-m", "sync", "demo"], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=300, env=environ)
+        done = subprocess.run(
+            [sys.executable, "-m", "sync", "demo"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=environ,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "gladly_read.duckdb" in done.stdout
         assert (tmp_path / "gladly-sync-demo" / "gladly.duckdb").exists()
