@@ -60,6 +60,7 @@ from sync.errors import (
     UnknownOutcome,
 )
 from sync.payloads import escalation_patch, normalise_text, note_body, reply_content, reply_text
+from sync.runs import run_job
 
 __all__ = ["DrainSummary", "drain_once"]
 
@@ -97,7 +98,7 @@ def drain_once(
         ctx.log.info("outbox_disabled", reason="outbox.enabled is false; nothing sent")
         return DrainSummary(skipped_disabled=True)
     started = ctx.clock()
-    with ctx.client_factory() as client:
+    with run_job(ctx, "drain") as run, ctx.client_factory() as client:
         with ctx.db.transaction() as con:
             recovered = outbox.recover_stale_sending(con, started)
         if recovered:
@@ -114,8 +115,11 @@ def drain_once(
         except BaseException as exc:
             stopped = drain.summary(requests=client.requests, rate_limited=client.rate_limited)
             ctx.log.error("drain_stopped", error=type(exc).__name__, **_counts(stopped), recovered=recovered)
+            run.requests, run.rate_limited = client.requests, client.rate_limited
             raise
         summary = drain.summary(requests=client.requests, rate_limited=client.rate_limited)
+        run.requests, run.rate_limited = client.requests, client.rate_limited
+        run.rows = {"outbox": summary.sent + summary.failed + summary.unknown + summary.reconciled}
     ctx.log.info("drain_finished", **_counts(summary), recovered=recovered)
     return summary
 
