@@ -25,6 +25,7 @@ import duckdb
 from bench.report import Row, Target
 from bench.workspace import BenchError, ProcessRun, Workspace
 from simulator import ApiError, RequestRecord, Simulator
+from simulator.events import CHANNEL_OF_CONTENT
 
 RATE = 10.0
 FAST = {"GLADLY_SYNC__GLADLY__REQUESTS_PER_SECOND": "1000"}
@@ -111,9 +112,12 @@ def change(
         if len(changed) >= conversations:
             break
         try:
-            items.append(sim.world.new_message(conversation_id, text=f"Any news? ({tag})"))
+            item_id = sim.world.new_message(conversation_id, text=f"Any news? ({tag})")
         except ApiError:
             continue
+        if (sim.world.item(item_id) or {}).get("content", {}).get("type") not in CHANNEL_OF_CONTENT:
+            continue  # the simulator emitted no event for it (a phone call): no sync can see it
+        items.append(item_id)
         changed.append(customer_id)
     profiles = 0
     for customer_id in dict.fromkeys(changed[:customers]):
