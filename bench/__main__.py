@@ -8,6 +8,7 @@ holds, 1 otherwise. ``--markdown FILE`` also writes the table, the machine and t
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     rows: list[Row] = []
+    load_at_start = " / ".join(f"{value:.2f}" for value in os.getloadavg())
     started = time.monotonic()
     timings: dict[str, float] = {}
     for name in args.only:
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         timings[name] = time.monotonic() - begun
     elapsed = time.monotonic() - started
     info = machine()
+    info["load"] = f"{load_at_start} at start, {info['load'].split(' (')[0]} at the end (1/5/15 min averages)"
     table = render_text(rows)
     print(table)
     print()

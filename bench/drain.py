@@ -69,7 +69,14 @@ def run(*, quick: bool, runs: int, keep: bool, log=print) -> list[Row]:
 
     return [
         Row(name, "actions/s, in-process (drain_once)", values("in_process"), "/s", Target(">=", 9.0)),
-        Row(name, "actions/s, process start included", values("with_start"), "/s", Target(">=", 9.0)),
+        # With --quick's 50 notes the process start weighs 4 times more: informational only.
+        Row(
+            name,
+            "actions/s, process start included",
+            values("with_start"),
+            "/s",
+            None if quick else Target(">=", 9.0),
+        ),
         Row(
             name, "drain_once duration", values("seconds"), "s", note=f"(floor {notes / RATE:.1f} s at 10/s)"
         ),

@@ -98,6 +98,13 @@ def size_rows(items: int, results: Sequence[dict[str, Any]]) -> list[Row]:
             digits=0,
         ),
         Row(name, "upsert phase (connect + upsert + commit)", [phase(r, "upsert") for r in results], "s"),
+        Row(
+            name,
+            "upsert phase CPU use (process CPU s / wall s; 2 cores)",
+            [phase(r, "upsert_cpu") / phase(r, "upsert") for r in results],
+            "",
+            note="(well under 2: single-threaded stretches, or other load on the machine)",
+        ),
         Row(name, "split phase (file cut into 100k-line parts)", [phase(r, "split") for r in results], "s"),
         Row(name, "id scan phase (conversation ids per part)", [phase(r, "scan") for r in results], "s"),
         Row(

@@ -25,7 +25,6 @@ import duckdb
 from bench.report import Row, Target
 from bench.workspace import BenchError, ProcessRun, Workspace
 from simulator import ApiError, RequestRecord, Simulator
-from simulator.events import CHANNEL_OF_CONTENT
 
 RATE = 10.0
 FAST = {"GLADLY_SYNC__GLADLY__REQUESTS_PER_SECOND": "1000"}
@@ -63,6 +62,7 @@ class SyncRun:
     kinds: Counter
     rate_limited: int
     product_requests: int
+    unused: float = 0.0  # request span minus (n - 1) / RATE: seconds the rate budget sat unused
     landed: float = 1.0  # share of the new customer messages found in the snapshot afterwards
 
 
@@ -77,25 +77,19 @@ def measure(ws: Workspace, sim: Simulator) -> SyncRun:
         kinds=Counter(request_kind(r.path) for r in records),
         rate_limited=sum(1 for r in records if r.status == 429),
         product_requests=int(summary.get("requests") or 0),
+        unused=(records[-1].timestamp - records[0].timestamp - (len(records) - 1) / RATE) if records else 0.0,
     )
-
-
-def _phone(sim: Simulator, conversation_id: str) -> bool:
-    return any(item["content"]["type"] == "PHONE_CALL" for item in sim.world.items(conversation_id))
 
 
 def candidate_conversations(sim: Simulator, stored: set[str]) -> list[tuple[str, str]]:
     """(conversation, customer) pairs, one per customer, that a new customer message can change without
-    Gladly refusing it: the customer's one unclosed conversation, else their newest closed one.
-    Phone conversations are left out: the simulator emits no event for a new PHONE_CALL item
-    (``simulator.events.CHANNEL_OF_CONTENT`` has no PHONE_CALL), so no sync could see that change."""
+    Gladly refusing it: the customer's one unclosed conversation, else their newest closed one."""
     pairs = []
     for customer in sim.world.customers():
         conversations = sim.world.conversations(customer_id=customer["id"])
         unclosed = [c for c in conversations if c["status"] != "CLOSED"]
         # A customer message on a closed conversation reopens it, refused while another is open.
-        options = unclosed or conversations[-1:]
-        chosen = [c for c in options if c["id"] in stored and not _phone(sim, c["id"])]
+        chosen = [c for c in unclosed or conversations[-1:] if c["id"] in stored]
         if chosen:
             pairs.append((chosen[0]["id"], customer["id"]))
     return pairs
@@ -104,28 +98,35 @@ def candidate_conversations(sim: Simulator, stored: set[str]) -> list[tuple[str,
 def change(
     sim: Simulator, pairs: Sequence[tuple[str, str]], conversations: int, customers: int, tag: str
 ) -> tuple[int, int, list[str]]:
-    """New customer messages on ``conversations`` of ``pairs``, and changed profiles for ``customers``
-    of their customers; returns what was changed (C, K) and the new items' ids."""
+    """New customer emails on ``conversations`` of ``pairs``, and changed profiles for ``customers``
+    of their customers; returns what changed, counted from the events the simulator emitted (C, K),
+    and the new items' ids.
+
+    The messages are emails whatever the conversation's channel (Gladly conversations hold every
+    channel): the simulator emits no CONTACT event for a new PHONE_CALL item, so a phone call would
+    be a change no sync could see."""
+    before = {event["id"] for event in sim.world.events()}
     changed: list[str] = []
     items: list[str] = []
     for conversation_id, customer_id in pairs:
         if len(changed) >= conversations:
             break
         try:
-            item_id = sim.world.new_message(conversation_id, text=f"Any news? ({tag})")
+            items.append(sim.world.new_message(conversation_id, text=f"Any news? ({tag})", channel="EMAIL"))
         except ApiError:
             continue
-        if (sim.world.item(item_id) or {}).get("content", {}).get("type") not in CHANNEL_OF_CONTENT:
-            continue  # the simulator emitted no event for it (a phone call): no sync can see it
-        items.append(item_id)
         changed.append(customer_id)
-    profiles = 0
-    for customer_id in dict.fromkeys(changed[:customers]):
-        sim.world.update_profile(customer_id, name=f"Renamed customer {tag} {profiles}")
-        profiles += 1
-    if len(changed) < conversations:
-        raise BenchError(f"could change only {len(changed)} of {conversations} conversations")
-    return len(changed), profiles, items
+    for number, customer_id in enumerate(dict.fromkeys(changed[:customers])):
+        sim.world.update_profile(customer_id, name=f"Renamed customer {tag} {number}")
+    new = [event for event in sim.world.events() if event["id"] not in before]
+    c = len({e["content"]["conversationId"] for e in new if e.get("content", {}).get("conversationId")})
+    k = len({e["content"]["customerId"] for e in new if e["type"] == "CUSTOMER_PROFILE/UPDATED"})
+    if c != conversations or k != min(customers, len(changed)):
+        raise BenchError(
+            f"asked for {conversations} changed conversations and {customers} profiles; "
+            f"the simulator's events name {c} and {k}"
+        )
+    return c, k, items
 
 
 def stored_conversations(ws: Workspace) -> set[str]:
@@ -149,7 +150,7 @@ def _ids(ws: Workspace, sql: str) -> set[str]:
 
 def run(*, quick: bool, runs: int, keep: bool, log=print) -> list[Row]:
     sizes = [30] if quick else [30, 300]
-    customers = int(max(sizes) * 1.3) + 40  # about 1 in 6 conversations is a phone call (see above)
+    customers = max(sizes) + 60
     with (
         Simulator(seed=11, customers=customers, conversations=int(customers * 1.5), history_days=3) as sim,
         Workspace(sim.base_url, name="sync", keep=keep) as ws,
@@ -235,6 +236,13 @@ def sync_rows(c: int, k: int, results: Sequence[SyncRun]) -> list[Row]:
             "",
             Target("<=", 0),
             digits=0,
+        ),
+        Row(
+            name,
+            "rate budget unused between first and last request",
+            [r.unused for r in results],
+            "s",
+            note="(span - (n-1)/10 s: local work the requests waited for)",
         ),
         Row(
             name,

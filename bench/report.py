@@ -135,8 +135,10 @@ def _memory_total() -> str:
 
 def machine() -> dict[str, str]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = " / ".join(f"{value:.2f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return {
         "cpu": f"{_cpu_model()}, {os.cpu_count()} cores ({usable} usable)",
+        "load": f"{load} (1/5/15 min load average)",
         "memory": _memory_total(),
         "os": f"{platform.system()} {platform.release()}",
         "python": sys.version.split()[0],

@@ -175,12 +175,13 @@ def run_export(config: str, memory_limit: str | None = None, part_lines: int | N
 
     @contextmanager
     def timed_transaction() -> Iterator[Any]:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         state["upserting"] = False
         with transaction() as con:
             yield con
         if state["upserting"]:
             phases.seconds["upsert"] += time.perf_counter() - started
+            phases.seconds["upsert_cpu"] += time.process_time() - cpu  # all threads of this process
             phases.calls["upsert"] += 1
         state["upserting"] = False
 
