@@ -64,10 +64,14 @@ def customer_export_row(profile: dict[str, Any]) -> dict[str, Any]:
 
 def encode_rows(rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     """Rows as ndjson, grouped into chunks of about CHUNK_BYTES."""
+    return _chunked(json.dumps(row, separators=(",", ":"), ensure_ascii=False) + "\n" for row in rows)
+
+
+def _chunked(lines: Iterable[str]) -> Iterator[bytes]:
+    """Lines joined into UTF-8 chunks of about CHUNK_BYTES, so a file streams without being built whole."""
     buffer: list[str] = []
     size = 0
-    for row in rows:
-        line = json.dumps(row, separators=(",", ":"), ensure_ascii=False) + "\n"
+    for line in lines:
         buffer.append(line)
         size += len(line)
         if size >= CHUNK_BYTES:
@@ -105,6 +109,10 @@ _NOTE = '"content":{"type":"CONVERSATION_NOTE","body":"%s"}}\n'
 
 def bulk_item_chunks(spec: BulkSpec) -> Iterator[bytes]:
     """The bulk job's conversation_items.jsonl, deterministic, ascending by timestamp."""
+    return _chunked(_bulk_item_lines(spec))
+
+
+def _bulk_item_lines(spec: BulkSpec) -> Iterator[str]:
     rng = random.Random(spec.seed)
     customer_texts = _text_pool(rng, CUSTOMER_SENTENCES)
     agent_texts = _text_pool(rng, AGENT_SENTENCES)
@@ -118,8 +126,6 @@ def bulk_item_chunks(spec: BulkSpec) -> Iterator[bytes]:
     start_us = int(spec.start.timestamp() * 1_000_000)
     step_us = (spec.end - spec.start).total_seconds() * 1_000_000 / max(spec.items, 1)
     last_second, prefix = -1, ""
-    buffer: list[str] = []
-    size = 0
     for index in range(spec.items):
         conversation_id, customer_id, email, phone, session = threads[index % len(threads)]
         second, micros = divmod(start_us + int(index * step_us), 1_000_000)
@@ -153,10 +159,4 @@ def bulk_item_chunks(spec: BulkSpec) -> Iterator[bytes]:
             else:
                 sender, receiver = (phone, COMPANY_PHONE) if inbound else (COMPANY_PHONE, phone)
                 line = head + _SMS % (sender, receiver, text)
-        buffer.append(line)
-        size += len(line)
-        if size >= CHUNK_BYTES:
-            yield "".join(buffer).encode("utf-8")
-            buffer, size = [], 0
-    if buffer:
-        yield "".join(buffer).encode("utf-8")
+        yield line
