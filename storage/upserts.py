@@ -176,15 +176,29 @@ def upsert_customers(con: Connection, rows: Sequence[dict]) -> int:
     if not rows:
         return 0
     names = [c for c in CUSTOMER_COLUMNS if c not in ("merged_into", "deleted_at")]
+    return _upsert_unless_erased(con, "customers", rows, CUSTOMER_COLUMNS, names, customer_key="s.id")
+
+
+def _upsert_unless_erased(
+    con: Connection,
+    table: str,
+    rows: Sequence[dict],
+    columns: Sequence[str],
+    names: Sequence[str],
+    *,
+    customer_key: str,
+) -> int:
+    """Upsert ``rows`` (last version of an id wins) into ``table``, overwriting ``names``, skipping
+    rows whose customer (``customer_key`` of the staged row) has been erased."""
     updates = ", ".join(f"{c} = excluded.{c}" for c in names if c != "id")
-    with _staged(con, "stage_customers", _arrow(rows, CUSTOMER_COLUMNS)) as stage:
+    with _staged(con, f"stage_{table}", _arrow(rows, columns)) as stage:
         return _count(
             con.execute(
                 f"""
-                INSERT INTO customers ({", ".join(names)})
+                INSERT INTO {table} ({", ".join(names)})
                 SELECT {", ".join(names)} FROM {_last_wins(stage)} AS s
                 WHERE NOT EXISTS (
-                    SELECT 1 FROM customers AS c WHERE c.id = s.id AND c.deleted_at IS NOT NULL
+                    SELECT 1 FROM customers AS c WHERE c.id = {customer_key} AND c.deleted_at IS NOT NULL
                 )
                 ON CONFLICT (id) DO UPDATE SET {updates}
                 """
@@ -330,21 +344,14 @@ def upsert_conversations(con: Connection, rows: Sequence[dict]) -> int:
     """
     if not rows:
         return 0
-    names = list(CONVERSATION_COLUMNS)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in names if c != "id")
-    with _staged(con, "stage_conversations", _arrow(rows, CONVERSATION_COLUMNS)) as stage:
-        return _count(
-            con.execute(
-                f"""
-                INSERT INTO conversations ({", ".join(names)})
-                SELECT {", ".join(names)} FROM {_last_wins(stage)} AS s
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM customers AS c WHERE c.id = s.customer_id AND c.deleted_at IS NOT NULL
-                )
-                ON CONFLICT (id) DO UPDATE SET {updates}
-                """
-            )
-        )
+    return _upsert_unless_erased(
+        con,
+        "conversations",
+        rows,
+        CONVERSATION_COLUMNS,
+        list(CONVERSATION_COLUMNS),
+        customer_key="s.customer_id",
+    )
 
 
 def mark_conversations_deleted(con: Connection, ids: Iterable[str], at: datetime) -> int:
