@@ -16,9 +16,9 @@ from typing import TextIO
 import duckdb
 
 from simulator import DEFAULT_API_EMAIL, DEFAULT_API_TOKEN, Simulator
+from storage.outbox import REPLYABLE_TYPES
 
 DEMO_DIR = "gladly-sync-demo"
-REPLYABLE = ("EMAIL", "CHAT_MESSAGE", "SMS", "WHATSAPP", "FACEBOOK_MESSAGE", "INSTAGRAM_DIRECT")
 
 EXAMPLE_QUERIES = (
     (
@@ -79,7 +79,7 @@ def pick_conversations(db_path: Path) -> tuple[str, str]:
             WHERE c.status <> 'CLOSED' AND c.deleted_at IS NULL AND EXISTS (
                 SELECT 1 FROM conversation_items i
                 WHERE i.conversation_id = c.id AND i.initiator_type = 'CUSTOMER'
-                  AND i.content_type IN {REPLYABLE!r})
+                  AND i.content_type IN {REPLYABLE_TYPES!r})
             ORDER BY c.created_at DESC LIMIT 2"""
         ).fetchall()
     finally:

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 
 from simulator import Simulator
+from storage.outbox import REPLYABLE_TYPES
 from tests.e2e.conftest import ROOT, Cli, write_config
 
 pytestmark = pytest.mark.e2e
-
-REPLYABLE = ("EMAIL", "CHAT_MESSAGE", "SMS", "WHATSAPP", "FACEBOOK_MESSAGE", "INSTAGRAM_DIRECT")
 
 
 def open_conversations(sim: Simulator) -> list[str]:
@@ -24,7 +23,9 @@ def open_conversations(sim: Simulator) -> list[str]:
         if conv["status"] == "CLOSED":
             continue
         items = sim.world.items(conv["id"])
-        if any(i["initiator"]["type"] == "CUSTOMER" and i["content"]["type"] in REPLYABLE for i in items):
+        if any(
+            i["initiator"]["type"] == "CUSTOMER" and i["content"]["type"] in REPLYABLE_TYPES for i in items
+        ):
             found.append(conv["id"])
     return found
 
