@@ -131,25 +131,27 @@ class Database:
     def publish_snapshot(self, snapshot_path: Path | str) -> Path:
         """CHECKPOINT, copy the file beside ``snapshot_path`` and rename it into place atomically.
 
-        The connection is held during the copy so no writer changes the file meanwhile. Readers that
+        The connection is held during the copy (only) so no writer changes the file meanwhile. Readers that
         still have the old snapshot open keep reading the old file (``os.replace`` swaps the name only).
         """
         snapshot = Path(snapshot_path)
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         temp = snapshot.with_name(f".{snapshot.name}.{os.getpid()}.tmp")
-        with self.connect() as con:
-            con.execute("CHECKPOINT")
-            try:
+        try:
+            # only the copy needs the store held (no writer may change it meanwhile); the fsync and
+            # the rename work on the private copy, so other writers get the file back first
+            with self.connect() as con:
+                con.execute("CHECKPOINT")
                 shutil.copyfile(self.path, temp)
-                with open(temp, "rb+") as handle:
-                    os.fsync(handle.fileno())
-                stale_wal = Path(f"{snapshot}.wal")
-                if stale_wal.exists():
-                    stale_wal.unlink()
-                os.replace(temp, snapshot)
-            finally:
-                if temp.exists():
-                    temp.unlink()
+            with open(temp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            stale_wal = Path(f"{snapshot}.wal")
+            if stale_wal.exists():
+                stale_wal.unlink()
+            os.replace(temp, snapshot)
+        finally:
+            if temp.exists():
+                temp.unlink()
         return snapshot
 
     def engine(self) -> Engine:
