@@ -143,6 +143,25 @@ def _staged(con: Connection, name: str, table: pa.Table) -> Iterator[str]:
         con.unregister(name)
 
 
+@contextmanager
+def _then(con: Connection, *statements: str) -> Iterator[None]:
+    """Run cleanup ``statements`` after the block. When the block failed, the transaction is aborted
+    and refuses every statement: a failing cleanup then must not replace the block's own error."""
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        for sql in statements:
+            try:
+                con.execute(sql)
+            except duckdb.Error:
+                if not failed:
+                    raise
+
+
 def _last_wins(source: str, key: str = "id") -> str:
     """The rows of ``source`` with each ``key`` once: the last one in the batch."""
     return (
@@ -222,7 +241,7 @@ def merge_export_customers(con: Connection, rows: Sequence[dict], job_end_at: da
     end_at = _cell("ts", job_end_at)
     with _staged(con, "stage_export_customers", _arrow(rows, EXPORT_CUSTOMER_COLUMNS)) as stage:
         con.execute(f"CREATE OR REPLACE TEMP TABLE export_customers AS SELECT * FROM {_last_wins(stage)}")
-    try:
+    with _then(con, "DROP TABLE IF EXISTS export_customers"):
         updated = _count(
             con.execute(
                 f"""
@@ -252,8 +271,6 @@ def merge_export_customers(con: Connection, rows: Sequence[dict], job_end_at: da
                 [end_at],
             )
         )
-    finally:
-        con.execute("DROP TABLE IF EXISTS export_customers")
     return updated + inserted
 
 
@@ -534,14 +551,15 @@ def upsert_export_items(
     # written to the file as soon as it fills instead of buffering five of them.
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET write_buffer_row_group_count = 1")
-    try:
+    with _then(
+        con,
+        "RESET preserve_insertion_order",
+        "RESET write_buffer_row_group_count",
+        "DROP TABLE IF EXISTS item_keys",
+    ):
         return _write_items(
             con, sources, source_at=_cell("ts", job_end_at), synced_at=_cell("ts", synced_at), export=True
         )
-    finally:
-        con.execute("RESET preserve_insertion_order")
-        con.execute("RESET write_buffer_row_group_count")
-        con.execute("DROP TABLE IF EXISTS item_keys")
 
 
 def _write_items(
@@ -625,7 +643,7 @@ def _write_items(
     # estimate, would otherwise build (hold in memory) the wide transformed rows.
     joined = f"({items_select_sql(source)}) AS s JOIN item_keys AS k ON k.id = s.id AND k.ord = s.ord"
     con.execute("SET disabled_optimizers = 'join_order,build_side_probe_side'")
-    try:
+    with _then(con, "RESET disabled_optimizers"):
         if replaced:
             con.execute(
                 "DELETE FROM conversation_items WHERE id IN "
@@ -641,8 +659,6 @@ def _write_items(
                 times,
             )
         changed = _update_special_items(con, joined, values, times) if special else 0
-    finally:
-        con.execute("RESET disabled_optimizers")
     return new + replaced + changed
 
 

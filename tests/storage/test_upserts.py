@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from storage import upserts
@@ -371,6 +372,15 @@ class TestUpsertItems:
 
 
 class TestExportItems:
+    def test_a_failing_part_raises_its_own_error(self, db, tmp_path):
+        """A malformed part fails with DuckDB's parse error, not the aborted transaction's cleanup error."""
+        part = tmp_path / "bad.ndjson"
+        part.write_text('{"id": "i1", "conversationId": \n')
+        with pytest.raises(duckdb.Error) as raised, db.transaction() as con:
+            upserts.upsert_export_items(con, part, job_end_at=T1, synced_at=T2)
+        assert "aborted" not in str(raised.value).lower()
+        assert "json" in str(raised.value).lower()
+
     def test_only_items_of_stored_conversations(self, con, tmp_path):
         """Items of unknown, deleted or excluded conversations are skipped; the rest get source_at = endAt."""
         store_conversations(con, conversation("v1"), conversation("v-deleted"), conversation("v-excluded"))
