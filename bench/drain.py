@@ -10,10 +10,11 @@ fresh process with ``requests_per_second: 10``. Measured: notes sent per second 
 
 from __future__ import annotations
 
+from gladly_sync.simulator import Simulator
+
 from bench.incremental import stored_conversations
 from bench.report import Row, Target
 from bench.workspace import BenchError, Workspace
-from simulator import Simulator
 
 RATE = 10.0
 FAST = {"GLADLY_SYNC__GLADLY__REQUESTS_PER_SECOND": "1000"}
@@ -21,7 +22,7 @@ PACED = {"GLADLY_SYNC__GLADLY__REQUESTS_PER_SECOND": str(int(RATE))}
 
 
 def run(*, quick: bool, runs: int, keep: bool, log=print) -> list[Row]:
-    from storage import Store
+    from gladly_sync.storage import Store
 
     notes, conversations = (50, 10) if quick else (200, 40)
     with (

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from gladly_sync.simulator import ApiError, Simulator
+
 from bench.incremental import candidate_conversations, stored_conversations
 from bench.report import Row, Target
 from bench.workspace import BenchError, Workspace, parse_log_lines
-from simulator import ApiError, Simulator
 
 RATE = 10.0
 FAST = {"GLADLY_SYNC__GLADLY__REQUESTS_PER_SECOND": "1000"}

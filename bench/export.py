@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gladly_sync.simulator import Simulator
+
 from bench.report import Row, Target
 from bench.workspace import BenchError, Workspace
-from simulator import Simulator
 
 FAST = {"GLADLY_SYNC__GLADLY__REQUESTS_PER_SECOND": "1000"}
 CONVERSATIONS = 20

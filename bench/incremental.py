@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
+from gladly_sync.simulator import ApiError, RequestRecord, Simulator
 
 from bench.report import Row, Target
 from bench.workspace import BenchError, ProcessRun, Workspace
-from simulator import ApiError, RequestRecord, Simulator
 
 RATE = 10.0
 FAST = {"GLADLY_SYNC__GLADLY__REQUESTS_PER_SECOND": "1000"}

@@ -109,9 +109,10 @@ class Phases:
 
 
 def _context(config: str) -> Any:
-    from storage.config import load_settings
-    from sync.context import Context
-    from sync.logs import configure_logging, register_credentials
+    from gladly_sync.sync.context import Context
+    from gladly_sync.sync.logs import configure_logging, register_credentials
+
+    from gladly_sync.config import load_settings
 
     settings = load_settings(config)
     register_credentials(settings.gladly.email, settings.gladly.api_token)
@@ -120,9 +121,9 @@ def _context(config: str) -> Any:
 
 
 def run_export(config: str, memory_limit: str | None = None, part_lines: int | None = None) -> dict[str, Any]:
-    import storage.upserts as upserts
-    import sync.export as export
-    from sync.client import GladlyClient
+    import gladly_sync.storage.upserts as upserts
+    import gladly_sync.sync.pull.export as export
+    from gladly_sync.sync.client import GladlyClient
 
     baseline_kib = status_kib("VmRSS")
     ctx = _context(config)
@@ -220,7 +221,7 @@ def run_export(config: str, memory_limit: str | None = None, part_lines: int | N
 
 
 def run_drain(config: str) -> dict[str, Any]:
-    from sync.drain import drain_once
+    from gladly_sync.sync.outbox.drain import drain_once
 
     ctx = _context(config)
     started = time.perf_counter()

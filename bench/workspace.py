@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulator import DEFAULT_API_EMAIL, DEFAULT_API_TOKEN
+from gladly_sync.simulator import DEFAULT_API_EMAIL, DEFAULT_API_TOKEN
 
 REPO = Path(__file__).resolve().parent.parent
 PYCACHE = str(Path(tempfile.gettempdir()) / "gladly-bench-pycache")
@@ -33,9 +33,9 @@ class BenchError(RuntimeError):
 
 
 def cli_command() -> list[str]:
-    """``python -m sync`` from this interpreter: the same code as the ``gladly-sync`` entry point,
+    """``python -m gladly_sync`` from this interpreter: the same code as the ``gladly-sync`` entry point,
     without needing the package installed. (The installed script would add its own small startup.)"""
-    return [sys.executable, "-m", "sync"]
+    return [sys.executable, "-m", "gladly_sync"]
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""`python -m simulator`: serve a seeded Gladly org until SIGINT or SIGTERM.
+"""`python -m gladly_sync.simulator`: serve a seeded Gladly org until SIGINT or SIGTERM.
 
 The first line on stdout is the base URL (clients append /api/v1); details go to stderr.
 """
@@ -10,9 +10,14 @@ import signal
 import sys
 import threading
 
-from simulator.organization import DEFAULT_API_EMAIL, DEFAULT_API_TOKEN, NOPERM_EMAIL, NOPERM_TOKEN
-from simulator.server import Simulator
-from simulator.world import Quirks
+from gladly_sync.simulator.organization import (
+    DEFAULT_API_EMAIL,
+    DEFAULT_API_TOKEN,
+    NOPERM_EMAIL,
+    NOPERM_TOKEN,
+)
+from gladly_sync.simulator.server import Simulator
+from gladly_sync.simulator.world import Quirks
 
 
 def _items_range(text: str) -> tuple[int, int]:
@@ -25,7 +30,7 @@ def _items_range(text: str) -> tuple[int, int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m simulator",
+    parser = argparse.ArgumentParser(prog="python -m gladly_sync.simulator",
                                      description="Serve a simulated Gladly REST API on loopback.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from simulator import payloads
-from simulator.errors import ApiError
-from simulator.events import ENTITY_PREFIXES, RETENTION
-from simulator.timestamps import parse_timestamp
-from simulator.world import World
+from gladly_sync.simulator import payloads
+from gladly_sync.simulator.errors import ApiError
+from gladly_sync.simulator.events import ENTITY_PREFIXES, RETENTION
+from gladly_sync.simulator.timestamps import parse_timestamp
+from gladly_sync.simulator.world import World
 
 JSON = "application/json"
 JSON_LINES = "application/x-jsonlines"

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from simulator.ids import IdFactory
-from simulator.timestamps import canonical
+from gladly_sync.simulator.ids import IdFactory
+from gladly_sync.simulator.timestamps import canonical
 
 RETENTION = timedelta(hours=24)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from simulator.ids import slug_from_int
-from simulator.lexicon import AGENT_SENTENCES, CUSTOMER_SENTENCES, NOTE_SENTENCES, SUBJECTS
-from simulator.organization import COMPANY_PHONE, SUPPORT_ADDRESS
+from gladly_sync.simulator.ids import slug_from_int
+from gladly_sync.simulator.lexicon import AGENT_SENTENCES, CUSTOMER_SENTENCES, NOTE_SENTENCES, SUBJECTS
+from gladly_sync.simulator.organization import COMPANY_PHONE, SUPPORT_ADDRESS
 
 EXPORT_FILES = ("agents.jsonl", "conversation_items.jsonl", "customers.jsonl", "topics.jsonl")
 CHUNK_BYTES = 256 * 1024

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.errors import ApiError, error_entry
+from gladly_sync.simulator.errors import ApiError, error_entry
 
 REPLY_TYPES = ("EMAIL", "CHAT_MESSAGE", "SMS", "WHATSAPP", "FACEBOOK_MESSAGE",
                "INSTAGRAM_DIRECT", "TWITTER")

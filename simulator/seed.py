@@ -14,13 +14,13 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from simulator import lexicon
-from simulator.ids import IdFactory
-from simulator.organization import DOMAIN, GLADLY_URL, NOPERM_EMAIL
-from simulator.timestamps import STYLES, canonical, day_start, format_timestamp
+from gladly_sync.simulator import lexicon
+from gladly_sync.simulator.ids import IdFactory
+from gladly_sync.simulator.organization import DOMAIN, GLADLY_URL, NOPERM_EMAIL
+from gladly_sync.simulator.timestamps import STYLES, canonical, day_start, format_timestamp
 
 if TYPE_CHECKING:
-    from simulator.world import ConversationRecord, World
+    from gladly_sync.simulator.world import ConversationRecord, World
 
 INBOX_NAMES = ("Email Support", "Chat Support", "SMS", "Voice", "Escalations")
 HUMAN_AGENTS = (("Amy Agent", "amy.agent"), ("Ben Ortiz", "ben.ortiz"),

@@ -25,11 +25,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from simulator.endpoints import Request, Response, dispatch, json_response
-from simulator.faults import Fault, Faults
-from simulator.organization import DEFAULT_API_EMAIL, DEFAULT_API_TOKEN, NOPERM_EMAIL, NOPERM_TOKEN
-from simulator.rate_limit import RateLimiter
-from simulator.world import Quirks, World
+from gladly_sync.simulator.endpoints import Request, Response, dispatch, json_response
+from gladly_sync.simulator.faults import Fault, Faults
+from gladly_sync.simulator.organization import (
+    DEFAULT_API_EMAIL,
+    DEFAULT_API_TOKEN,
+    NOPERM_EMAIL,
+    NOPERM_TOKEN,
+)
+from gladly_sync.simulator.rate_limit import RateLimiter
+from gladly_sync.simulator.world import Quirks, World
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from simulator.errors import ApiError
-from simulator.events import CHANNEL_OF_CONTENT, EventLog
-from simulator.export import (
+from gladly_sync.simulator.errors import ApiError
+from gladly_sync.simulator.events import CHANNEL_OF_CONTENT, EventLog
+from gladly_sync.simulator.export import (
     EXPORT_FILES,
     BulkSpec,
     ExportJob,
@@ -46,12 +46,17 @@ from simulator.export import (
     customer_export_row,
     encode_rows,
 )
-from simulator.ids import IdFactory
-from simulator.markup import html_to_text
-from simulator.organization import COMPANY_PHONE, DEFAULT_API_EMAIL, FACEBOOK_PAGE_ID, SUPPORT_ADDRESS
-from simulator.payloads import REPLY_TYPES, VOICE_TYPES
-from simulator.seed import seed_world
-from simulator.timestamps import (
+from gladly_sync.simulator.ids import IdFactory
+from gladly_sync.simulator.markup import html_to_text
+from gladly_sync.simulator.organization import (
+    COMPANY_PHONE,
+    DEFAULT_API_EMAIL,
+    FACEBOOK_PAGE_ID,
+    SUPPORT_ADDRESS,
+)
+from gladly_sync.simulator.payloads import REPLY_TYPES, VOICE_TYPES
+from gladly_sync.simulator.seed import seed_world
+from gladly_sync.simulator.timestamps import (
     ONE_MILLISECOND,
     canonical,
     day_start,

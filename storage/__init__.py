@@ -4,7 +4,7 @@
 ``storage`` never imports ``sync``.
 """
 
-from storage.database import Database
-from storage.store import Store
+from gladly_sync.storage.database import Database
+from gladly_sync.storage.store import Store
 
 __all__ = ["Database", "Store"]

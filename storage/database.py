@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+from gladly_sync.storage.schema import check_version, migrate
 
-from storage.errors import DatabaseLocked, NotFound
-from storage.schema import check_version, migrate
+from gladly_sync.errors import DatabaseLocked, NotFound
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

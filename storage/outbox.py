@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.errors import EnqueueRejected, NotFound, UsageError
+from gladly_sync.errors import EnqueueRejected, NotFound, UsageError
 
 __all__ = [
     "EMAIL_REPLY_MAX_CHARS",

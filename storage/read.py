@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
+from gladly_sync.storage.rows import parse_timestamp
 
-from storage.errors import NotFound
-from storage.rows import parse_timestamp
+from gladly_sync.errors import NotFound
 
 Connection = duckdb.DuckDBPyConnection
 

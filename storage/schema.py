@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import duckdb
+from gladly_sync.storage import tables
 from sqlalchemy.schema import CreateTable
 from sqlmodel import SQLModel
 
-from storage import tables
-from storage.errors import SchemaTooNew
+from gladly_sync.errors import SchemaTooNew
 
 Migration = tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]
 

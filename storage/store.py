@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-
-from storage import read
-from storage.database import Database
+from gladly_sync.storage import read
+from gladly_sync.storage.database import Database
 
 if TYPE_CHECKING:
-    from storage.outbox import EnqueueResult
+    from gladly_sync.storage.outbox import EnqueueResult
 
 
 def _now() -> datetime:
@@ -42,7 +41,7 @@ class Store:
         The whole file is validated, so the API token must be resolvable (usually
         ``GLADLY_API_TOKEN`` in the environment) even though the store never calls Gladly.
         """
-        from storage.config import load_settings
+        from gladly_sync.config import load_settings
 
         settings = load_settings(config_path)
         return cls(
@@ -63,7 +62,7 @@ class Store:
         self, conv_id: str, body: str, dedupe_key: str | None = None, html: bool = False
     ) -> EnqueueResult:
         """Queue a reply to the conversation's newest replyable customer message."""
-        from storage import outbox
+        from gladly_sync.storage import outbox
 
         return self._enqueue(
             lambda con: outbox.enqueue_reply(
@@ -74,7 +73,7 @@ class Store:
 
     def enqueue_note(self, conv_id: str, body: str, dedupe_key: str | None = None) -> EnqueueResult:
         """Queue an internal note."""
-        from storage import outbox
+        from gladly_sync.storage import outbox
 
         return self._enqueue(
             lambda con: outbox.enqueue_note(con, conv_id, body, dedupe_key=dedupe_key, now=_now()),
@@ -89,7 +88,7 @@ class Store:
         dedupe_key: str | None = None,
     ) -> EnqueueResult:
         """Queue an escalation (optional note, then the move to ``inbox_id`` or the configured inbox)."""
-        from storage import outbox
+        from gladly_sync.storage import outbox
 
         return self._enqueue(
             lambda con: outbox.enqueue_escalation(
@@ -106,7 +105,7 @@ class Store:
 
     def outbox_by_key(self, dedupe_key: str) -> dict[str, Any] | None:
         """The outbox row queued with ``dedupe_key``, or None."""
-        from storage import outbox
+        from gladly_sync.storage import outbox
 
         with self.db.connect() as con:
             return outbox.outbox_by_key(con, dedupe_key)

@@ -26,8 +26,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-
-from storage.rows import ITEM_COLUMNS, item_json, items_select_sql, parse_timestamp
+from gladly_sync.storage.rows import ITEM_COLUMNS, item_json, items_select_sql, parse_timestamp
 
 Connection = duckdb.DuckDBPyConnection
 
@@ -703,7 +702,7 @@ def insert_events(con: Connection, events: Sequence[dict]) -> int:
     """Events (Gladly's objects) not stored yet; the last of equal ids wins. Returns rows inserted."""
     if not events:
         return 0
-    from storage.rows import event_row
+    from gladly_sync.storage.rows import event_row
 
     rows = [event_row(event) for event in events]
     with _staged(con, "stage_events", _arrow(rows, EVENT_COLUMNS)) as stage:

@@ -30,9 +30,10 @@ from urllib.parse import quote
 
 import httpx
 import structlog
+from gladly_sync.sync.pacer import Backoff, Pacer
 
-from storage.config import GladlySettings
-from sync.errors import (
+from gladly_sync.config import GladlySettings
+from gladly_sync.errors import (
     AuthenticationFailed,
     DeadlineExceeded,
     GladlyError,
@@ -46,7 +47,6 @@ from sync.errors import (
     ServerError,
     UnknownOutcome,
 )
-from sync.pacer import Backoff, Pacer
 
 __all__ = ["GladlyClient", "ItemsPage", "Moved", "user_agent"]
 

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import structlog
+from gladly_sync.storage.database import Database
 
-from storage.config import Settings
-from storage.database import Database
+from gladly_sync.config import Settings
 
 if TYPE_CHECKING:
-    from sync.client import GladlyClient
+    from gladly_sync.sync.client import GladlyClient
 
 
 def utcnow() -> datetime:
@@ -34,7 +34,7 @@ class Context:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Context:
-        from sync.client import GladlyClient
+        from gladly_sync.sync.client import GladlyClient
 
         db = Database(settings.storage.path, lock_wait_seconds=settings.storage.lock_wait_seconds)
         return cls(

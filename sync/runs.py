@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
-
-from storage import upserts
-from sync.context import Context
+from gladly_sync.storage import upserts
+from gladly_sync.sync.context import Context
 
 __all__ = ["RunHandle", "record_skipped", "run_job"]
 

@@ -42,7 +42,7 @@ def write_config(tmp_path: Path, **sections: dict[str, Any]) -> Path:
 
 
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Any:
-    from storage.config import load_settings
+    from gladly_sync.config import load_settings
 
     return load_settings(write_config(tmp_path, **sections), environ={"GLADLY_API_TOKEN": TOKEN})
 

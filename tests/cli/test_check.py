@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import respx
+from gladly_sync.sync.cli.check import CheckResult, reply_target, run_checks
+from gladly_sync.sync.client import GladlyClient
 
-from sync.check import CheckResult, reply_target, run_checks
-from sync.client import GladlyClient
-from sync.errors import AuthenticationFailed, NetworkError, PermissionDenied, UsageError
+from gladly_sync.errors import AuthenticationFailed, NetworkError, PermissionDenied, UsageError
 from tests.cli import API, TOKEN, make_settings
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -17,20 +17,23 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import respx
+from gladly_sync.storage import upserts
+from gladly_sync.storage.database import Database
+from gladly_sync.storage.rows import conversation_row
+from gladly_sync.sync.cli.main import ProgressBar, main
+from gladly_sync.sync.joblock import job_lock
+from gladly_sync.sync.outbox.drain import DrainSummary
+from gladly_sync.sync.pull.run import SyncSummary
 
-from storage import upserts
-from storage.database import Database
-from storage.rows import conversation_row
-from sync.cli import ProgressBar, main
-from sync.drain import DrainSummary
-from sync.errors import AuthenticationFailed, NetworkError
-from sync.joblock import job_lock
-from sync.pull import SyncSummary
+from gladly_sync.errors import AuthenticationFailed, NetworkError
 from tests.cli import API, TOKEN, reset_logging, write_config
 
 HOLD_DB = (
     "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('held', flush=True); sys.stdin.readline()"
 )
+
+SYNC_ONCE = "gladly_sync.sync.pull.run.sync_once"
+DRAIN_ONCE = "gladly_sync.sync.outbox.drain.drain_once"
 
 
 @pytest.fixture(autouse=True)
@@ -137,9 +140,9 @@ class TestUsage:
             assert command in out
 
     def test_python_dash_m_sync(self):
-        """`python -m sync` is the same program."""
+        """`python -m gladly_sync` is the same program."""
         done = subprocess.run(
-            [sys.executable, "-m", "sync", "--help"], capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "gladly_sync", "--help"], capture_output=True, text=True, timeout=60
         )
         assert done.returncode == 0 and "usage: gladly-sync" in done.stdout
 
@@ -279,14 +282,14 @@ class TestSync:
     def test_json_summary_alone_on_stdout(self, run, monkeypatch):
         """sync --json prints the summary as the only thing on stdout."""
         calls = []
-        monkeypatch.setattr("sync.pull.sync_once", lambda ctx, **kw: calls.append(kw) or self.summary())
+        monkeypatch.setattr(SYNC_ONCE, lambda ctx, **kw: calls.append(kw) or self.summary())
         code, out, _ = run("sync", "--json")
         assert code == 0 and json.loads(out) == self.summary().to_dict()
         assert calls == [{"full": False, "since": None, "progress": None}]
 
     def test_summary_lines(self, run, monkeypatch):
         """Without --json: rows per table, requests, 429s, inbox-filter skips, duration."""
-        monkeypatch.setattr("sync.pull.sync_once", lambda ctx, **kw: self.summary())
+        monkeypatch.setattr(SYNC_ONCE, lambda ctx, **kw: self.summary())
         code, out, _ = run("sync")
         assert code == 0
         assert out.splitlines() == [
@@ -299,7 +302,7 @@ class TestSync:
     def test_since_is_parsed_as_utc(self, run, monkeypatch):
         """--since takes ISO 8601; a naive time is UTC."""
         calls = []
-        monkeypatch.setattr("sync.pull.sync_once", lambda ctx, **kw: calls.append(kw) or self.summary())
+        monkeypatch.setattr(SYNC_ONCE, lambda ctx, **kw: calls.append(kw) or self.summary())
         assert run("sync", "--since", "2025-03-01T10:00:00")[0] == 0
         assert calls[0]["since"] == datetime(2025, 3, 1, 10, tzinfo=UTC)
 
@@ -329,7 +332,7 @@ class TestSync:
             kw["progress"]({"jobs_total": 2, "jobs_done": 1, "stage": "done", "conversations_total": 0})
             return self.summary()
 
-        monkeypatch.setattr("sync.pull.sync_once", fake_sync)
+        monkeypatch.setattr(SYNC_ONCE, fake_sync)
         assert run("sync", "--full")[0] == 0
         assert "export jobs 1/2" in tty.getvalue()
 
@@ -347,7 +350,7 @@ class TestSync:
     def test_no_progress_callback_off_a_tty(self, run, monkeypatch):
         """Off a TTY the export pass logs progress events itself; no bar."""
         calls = []
-        monkeypatch.setattr("sync.pull.sync_once", lambda ctx, **kw: calls.append(kw) or self.summary())
+        monkeypatch.setattr(SYNC_ONCE, lambda ctx, **kw: calls.append(kw) or self.summary())
         run("sync", "--full")
         assert calls[0]["progress"] is None
 
@@ -364,7 +367,7 @@ class TestSync:
         def fail(ctx, **kw):
             raise error
 
-        monkeypatch.setattr("sync.pull.sync_once", fail)
+        monkeypatch.setattr(SYNC_ONCE, fail)
         result, out, err = run("sync")
         assert (result, out) == (code, "")
         assert err.strip().endswith(f"gladly-sync: error: {error}")
@@ -376,21 +379,21 @@ class TestSync:
         def fail(ctx, **kw):
             raise RuntimeError(f"boom with {TOKEN}")
 
-        monkeypatch.setattr("sync.pull.sync_once", fail)
+        monkeypatch.setattr(SYNC_ONCE, fail)
         code, _, err = run("--debug", "sync")
         assert code == 1
         assert "Traceback" in err and "boom with ***" in err
 
     def test_unexpected_error_without_debug(self, run, monkeypatch):
         """An unexpected error is one line and a hint to use --debug."""
-        monkeypatch.setattr("sync.pull.sync_once", lambda ctx, **kw: 1 / 0)
+        monkeypatch.setattr(SYNC_ONCE, lambda ctx, **kw: 1 / 0)
         code, _, err = run("sync")
         assert code == 1 and "ZeroDivisionError" in err and "--debug" in err and "Traceback" not in err
 
 
 class TestCronLock:
     @pytest.mark.parametrize(
-        ("command", "target"), [("sync", "sync.pull.sync_once"), ("drain", "sync.drain.drain_once")]
+        ("command", "target"), [("sync", SYNC_ONCE), ("drain", DRAIN_ONCE)]
     )
     def test_second_run_is_skipped_exit_0_and_recorded(self, run, monkeypatch, db_path, command, target):
         """A cron run while the same job runs: 'already running (pid N); skipped', exit 0, skipped row."""
@@ -415,17 +418,17 @@ class TestCronLock:
 class TestDrain:
     def test_json(self, run, monkeypatch):
         """drain --json prints the drain summary."""
-        monkeypatch.setattr("sync.drain.drain_once", lambda ctx: DrainSummary(sent=2, failed=1, requests=3))
+        monkeypatch.setattr(DRAIN_ONCE, lambda ctx: DrainSummary(sent=2, failed=1, requests=3))
         code, out, _ = run("drain", "--json")
         assert code == 0 and json.loads(out) | {} == {**DrainSummary(sent=2, failed=1, requests=3).__dict__}
 
     def test_lines(self, run, monkeypatch):
         """The human summary counts each outcome; a disabled outbox says so."""
-        monkeypatch.setattr("sync.drain.drain_once", lambda ctx: DrainSummary(sent=2, requests=2))
+        monkeypatch.setattr(DRAIN_ONCE, lambda ctx: DrainSummary(sent=2, requests=2))
         assert run("drain")[1].strip() == (
             "drain: sent 2, retried 0, unknown 0, failed 0, reconciled 0 (2 requests, 0 answered 429)"
         )
-        monkeypatch.setattr("sync.drain.drain_once", lambda ctx: DrainSummary(skipped_disabled=True))
+        monkeypatch.setattr(DRAIN_ONCE, lambda ctx: DrainSummary(skipped_disabled=True))
         assert "outbox.enabled is false" in run("drain")[1]
 
 
@@ -611,16 +614,16 @@ class TestDaemonAndDemo:
     def test_run_serves_the_daemon(self, run, monkeypatch):
         """run builds the daemon from the config and returns what serve() returns."""
         served = []
-        monkeypatch.setattr("sync.scheduler.Daemon.serve", lambda self: served.append(self) or 0)
+        monkeypatch.setattr("gladly_sync.sync.daemon.Daemon.serve", lambda self: served.append(self) or 0)
         assert run("run")[0] == 0
         assert [job.name for job in served[0].jobs] == ["sync", "drain", "reconcile"]
 
     def test_demo_needs_no_config(self, run, monkeypatch, tmp_path):
-        """demo runs sync.demo.run_demo() with no config file and no token."""
+        """demo runs run_demo(main) with no config file and no token."""
         monkeypatch.delenv("GLADLY_API_TOKEN")
         monkeypatch.chdir(tmp_path)
         calls = []
-        fake = types.ModuleType("sync.demo")
-        fake.run_demo = lambda: calls.append("demo") or 0
-        monkeypatch.setitem(sys.modules, "sync.demo", fake)
+        fake = types.ModuleType("gladly_sync.sync.cli.demo")
+        fake.run_demo = lambda cli: calls.append("demo") or 0
+        monkeypatch.setitem(sys.modules, "gladly_sync.sync.cli.demo", fake)
         assert run("demo", config_path=None)[0] == 0 and calls == ["demo"]

@@ -8,13 +8,12 @@ import sys
 import textwrap
 
 import pytest
-
-from sync.joblock import JobAlreadyRunning, job_lock, lock_path
+from gladly_sync.sync.joblock import JobAlreadyRunning, job_lock, lock_path
 
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from sync.joblock import job_lock
+    from gladly_sync.sync.joblock import job_lock
     with job_lock(sys.argv[1], sys.argv[2]):
         print("held", flush=True)
         sys.stdin.readline()

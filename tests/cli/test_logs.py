@@ -9,9 +9,15 @@ import logging
 
 import pytest
 import structlog
+from gladly_sync.sync.logs import (
+    configure_logging,
+    register_credentials,
+    register_secret,
+    scrub_secrets,
+    scrub_text,
+)
 from structlog.testing import capture_logs
 
-from sync.logs import configure_logging, register_credentials, register_secret, scrub_secrets, scrub_text
 from tests.cli import reset_logging
 
 TOKEN = "tok-logs-5ecret-771"

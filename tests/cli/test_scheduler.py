@@ -12,13 +12,13 @@ import time
 from datetime import timedelta
 
 import pytest
+from gladly_sync.storage.database import Database
+from gladly_sync.sync.context import Context
+from gladly_sync.sync.daemon import MAX_DEADLINE, MIN_DEADLINE, Daemon, Job, run_deadline
+from gladly_sync.sync.joblock import job_lock
 from structlog.testing import capture_logs
 
-from storage.database import Database
-from sync.context import Context
-from sync.errors import AuthenticationFailed
-from sync.joblock import job_lock
-from sync.scheduler import MAX_DEADLINE, MIN_DEADLINE, Daemon, Job, run_deadline
+from gladly_sync.errors import AuthenticationFailed
 from tests.cli import make_settings, write_config
 
 HOUR = timedelta(hours=1)
@@ -86,9 +86,9 @@ class TestRegistration:
 
     def test_job_functions_are_the_plain_ones(self, ctx):
         """The daemon calls the same functions as the CLI."""
-        from sync.drain import drain_once
-        from sync.export import reconcile_once
-        from sync.pull import sync_once
+        from gladly_sync.sync.outbox.drain import drain_once
+        from gladly_sync.sync.pull.export import reconcile_once
+        from gladly_sync.sync.pull.run import sync_once
 
         assert {job.name: job.run for job in Daemon(ctx).jobs} == {
             "sync": sync_once,
@@ -245,10 +245,10 @@ DAEMON = textwrap.dedent(
     import sys, time
     from datetime import timedelta
     from pathlib import Path
-    from storage.config import load_settings
-    from sync.context import Context
-    from sync.logs import configure_logging
-    from sync.scheduler import Daemon, Job
+    from gladly_sync.config import load_settings
+    from gladly_sync.sync.context import Context
+    from gladly_sync.sync.logs import configure_logging
+    from gladly_sync.sync.daemon import Daemon, Job
 
     marks = Path(sys.argv[2])
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from sync.cli import build_parser
+from gladly_sync.sync.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

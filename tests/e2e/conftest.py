@@ -12,15 +12,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from simulator import DEFAULT_API_EMAIL, DEFAULT_API_TOKEN, Simulator
+from gladly_sync.simulator import DEFAULT_API_EMAIL, DEFAULT_API_TOKEN, Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class Cli:
-    """Runs ``python -m sync --config <cfg> ...`` and reads the store it writes."""
+    """Runs ``python -m gladly_sync --config <cfg> ...`` and reads the store it writes."""
 
     config: Path
     db_path: Path
@@ -32,7 +31,7 @@ class Cli:
         environ = {**os.environ, "GLADLY_API_TOKEN": self.token, **(env or {})}
         environ.pop("GLADLY_SYNC_CONFIG", None)
         return subprocess.run(
-            [sys.executable, "-m", "sync", "--config", str(self.config), *argv],
+            [sys.executable, "-m", "gladly_sync", "--config", str(self.config), *argv],
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from gladly_sync.simulator import Simulator
+from gladly_sync.storage.outbox import REPLYABLE_TYPES
 
-from simulator import Simulator
-from storage.outbox import REPLYABLE_TYPES
 from tests.e2e.conftest import ROOT, Cli, write_config
 
 pytestmark = pytest.mark.e2e
@@ -180,7 +180,7 @@ class TestOperatorExperience:
         """gladly-sync demo runs the whole product against the simulator and exits 0."""
         environ = {**os.environ, "GLADLY_API_TOKEN": "", "PYTHONPATH": str(ROOT)}
         done = subprocess.run(
-            [sys.executable, "-m", "sync", "demo"],
+            [sys.executable, "-m", "gladly_sync", "demo"],
             cwd=tmp_path,
             capture_output=True,
             text=True,

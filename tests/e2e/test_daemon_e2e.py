@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
+from gladly_sync.simulator import Simulator
 
-from simulator import Simulator
 from tests.e2e.conftest import ROOT, Cli
 from tests.e2e.test_cli_e2e import open_conversations
 
@@ -22,7 +22,7 @@ SLOW = {"GLADLY_SYNC__GLADLY__REQUESTS_PER_SECOND": "6"}
 def start(cli: Cli, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     environ = {**os.environ, "GLADLY_API_TOKEN": cli.token, **SLOW, **(env or {})}
     return subprocess.Popen(
-        [sys.executable, "-m", "sync", "--config", str(cli.config), *argv],
+        [sys.executable, "-m", "gladly_sync", "--config", str(cli.config), *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -14,7 +14,7 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 def open_db(tmp_path: Path) -> Any:
     """A fresh store (schema created on first connect)."""
-    from storage.database import Database
+    from gladly_sync.storage.database import Database
 
     db = Database(tmp_path / "gladly.duckdb", lock_wait_seconds=5)
     with db.connect():
@@ -107,7 +107,7 @@ def make_settings(
     email: str = "api-user@acme.com",
     api_token: str = "secret-token",
 ) -> Any:
-    from storage.config import (
+    from gladly_sync.config import (
         GladlySettings,
         InboxSettings,
         LoggingSettings,

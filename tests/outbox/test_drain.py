@@ -12,13 +12,13 @@ import duckdb
 import httpx
 import pytest
 import respx
+from gladly_sync.storage import outbox
+from gladly_sync.sync.client import GladlyClient
+from gladly_sync.sync.context import Context
+from gladly_sync.sync.outbox.drain import DrainSummary, drain_once
 from structlog.testing import capture_logs
 
-from storage import outbox
-from sync.client import GladlyClient
-from sync.context import Context
-from sync.drain import DrainSummary, drain_once
-from sync.errors import AuthenticationFailed, PermissionDenied
+from gladly_sync.errors import AuthenticationFailed, PermissionDenied
 from tests.outbox import FakeClock, add_conversation, add_item, gladly_time, make_settings, open_db
 
 API = "https://acme.gladly.com/api/v1"
@@ -781,7 +781,7 @@ class TestEscalation:
 class TestGroupCommit:
     def test_one_failing_operation_fails_only_its_caller(self, h):
         """Operations batched into one transaction: a failing one is rerun alone and fails alone."""
-        from sync.drain import _Operation, _Transactions
+        from gladly_sync.sync.outbox.drain import _Operation, _Transactions
 
         action = h.note()
         ok = _Operation(lambda con: outbox.mark_failed(con, action, "x")["status"])

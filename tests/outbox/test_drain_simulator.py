@@ -12,14 +12,14 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from gladly_sync.simulator import Simulator
+from gladly_sync.simulator.timestamps import parse_timestamp
+from gladly_sync.storage import outbox
+from gladly_sync.sync.client import GladlyClient
+from gladly_sync.sync.context import Context, utcnow
+from gladly_sync.sync.outbox.drain import DrainSummary, drain_once
+from gladly_sync.sync.pacer import Backoff
 
-from simulator import Simulator
-from simulator.timestamps import parse_timestamp
-from storage import outbox
-from sync.client import GladlyClient
-from sync.context import Context, utcnow
-from sync.drain import DrainSummary, drain_once
-from sync.pacer import Backoff
 from tests.outbox import make_settings, open_db
 
 SETTLED = ("sent", "failed", "cancelled")

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
-from sync.payloads import escalation_patch, html_to_text, normalise_text, note_body, reply_content, reply_text
+from gladly_sync.sync.outbox.payloads import (
+    escalation_patch,
+    html_to_text,
+    normalise_text,
+    note_body,
+    reply_content,
+    reply_text,
+)
 
 
 def _reply(channel: str, body: str, html: bool = False) -> dict:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from gladly_sync.storage import outbox
+from gladly_sync.storage.database import CATALOG
 
-from storage import outbox
-from storage.database import CATALOG
-from storage.errors import EnqueueRejected, NotFound, UsageError
+from gladly_sync.errors import EnqueueRejected, NotFound, UsageError
 from tests.outbox import T0, add_conversation, add_item, open_db
 
 

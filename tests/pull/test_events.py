@@ -5,16 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
-from sync.pull import (
-    Merge,
-    Scope,
-    add_gap,
-    collect_changes,
-    event_conversation_ids,
-    event_inbox_hint,
-    subtract_windows,
-)
+from gladly_sync.sync.pull.changes import Merge, collect_changes, event_conversation_ids, event_inbox_hint
+from gladly_sync.sync.pull.coverage import add_gap, subtract_windows
+from gladly_sync.sync.pull.resolve import Scope
 
 
 def event(event_id: str, kind: str, at: str = "2024-05-01T12:00:00Z", **content) -> dict:

@@ -13,18 +13,17 @@ import httpx
 import pytest
 import respx
 import structlog
+from gladly_sync.storage.database import Database
+from gladly_sync.sync.client import GladlyClient
+from gladly_sync.sync.context import Context
+from gladly_sync.sync.pacer import Pacer
+from gladly_sync.sync.pull.export import reconcile_once, split_lines
+from gladly_sync.sync.pull.run import SyncSummary, sync_once
+from gladly_sync.sync.runs import record_skipped, run_job
 from structlog.testing import capture_logs
 
-from storage.config import load_settings
-from storage.database import Database
-from storage.errors import UsageError
-from sync.client import GladlyClient
-from sync.context import Context
-from sync.errors import MalformedResponse
-from sync.export import reconcile_once, split_lines
-from sync.pacer import Pacer
-from sync.pull import SyncSummary, sync_once
-from sync.runs import record_skipped, run_job
+from gladly_sync.config import load_settings
+from gladly_sync.errors import MalformedResponse, UsageError
 
 API = "https://acme.gladly.com/api/v1"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -793,7 +792,7 @@ class TestExportPass:
 @pytest.mark.parametrize("block", [3, 7, 1 << 20])
 def test_split_lines_cuts_parts_of_whole_lines(tmp_path, monkeypatch, block):
     """Parts hold at most N lines each, every line whole, whatever the read block size."""
-    monkeypatch.setattr("sync.export.BLOCK_BYTES", block)
+    monkeypatch.setattr("gladly_sync.sync.pull.export.BLOCK_BYTES", block)
     source = tmp_path / "conversation_items.jsonl"
     source.write_bytes(b'{"a":1}\n{"a":2}\n{"a":3}\n{"a":4}')
     parts = split_lines(source, tmp_path, lines_per_part=3)

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gladly_sync.simulator import DEFAULT_API_EMAIL, DEFAULT_API_TOKEN, Simulator
+from gladly_sync.storage.database import Database
+from gladly_sync.sync.client import GladlyClient
+from gladly_sync.sync.context import Context
+from gladly_sync.sync.pull.export import reconcile_once
+from gladly_sync.sync.pull.run import sync_once
 
-from simulator import DEFAULT_API_EMAIL, DEFAULT_API_TOKEN, Simulator
-from storage.config import load_settings
-from storage.database import Database
-from sync.client import GladlyClient
-from sync.context import Context
-from sync.export import reconcile_once
-from sync.pull import sync_once
+from gladly_sync.config import load_settings
 
 # Noon UTC: the last daily export job (ending at midnight) exists, and together with the 23 h
 # events window the whole seeded history is covered, whatever the wall-clock time of the test run.

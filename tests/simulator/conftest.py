@@ -13,11 +13,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 import yaml
+from gladly_sync.simulator import Simulator
 from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
-
-from simulator import Simulator
 
 REPO = Path(__file__).resolve().parents[2]
 OPENAPI_CANDIDATES = (REPO.parent / "shared" / "reference" / "gladly-openapi.yml",

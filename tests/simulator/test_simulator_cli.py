@@ -1,4 +1,4 @@
-"""`python -m simulator`: prints its base URL first, serves, and stops cleanly on a signal."""
+"""`python -m gladly_sync.simulator`: prints its base URL first, serves, and stops cleanly on a signal."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class TestCommandLine:
     def test_serves_until_signalled(self, stop_signal: signal.Signals) -> None:
         """The first stdout line is the base URL; the flags apply; a signal exits 0."""
         process = subprocess.Popen(
-            [sys.executable, "-m", "simulator", "--seed", "4", "--customers", "3",
+            [sys.executable, "-m", "gladly_sync.simulator", "--seed", "4", "--customers", "3",
              "--conversations", "4", "--rate-limit", "7", "--api-token", "cli-token"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -41,7 +41,7 @@ class TestCommandLine:
 
     def test_help_lists_the_flags(self) -> None:
         """--help documents the sizes, the rate limit and the bulk export."""
-        result = subprocess.run([sys.executable, "-m", "simulator", "--help"], cwd=REPO,
+        result = subprocess.run([sys.executable, "-m", "gladly_sync.simulator", "--help"], cwd=REPO,
                                 capture_output=True, text=True, timeout=30, check=True)
         for flag in ("--port", "--seed", "--conversations", "--rate-limit",
                      "--items-per-conversation", "--bulk-export-items"):

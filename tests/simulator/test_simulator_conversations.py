@@ -6,8 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-from simulator import Simulator
+from gladly_sync.simulator import Simulator
 
 UNKNOWN = "AAAAAAAAAAAAAAAAAAAAAA"
 

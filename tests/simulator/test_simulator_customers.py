@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
-from simulator import Simulator
+from gladly_sync.simulator import Simulator
 
 
 def open_conversation(sim: Simulator, customer_id: str) -> str:

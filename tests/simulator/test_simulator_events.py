@@ -8,9 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-
-from simulator import Simulator
-from simulator.timestamps import parse_timestamp
+from gladly_sync.simulator import Simulator
+from gladly_sync.simulator.timestamps import parse_timestamp
 
 ALL = ["CONVERSATION", "CONTACT", "CUSTOMER", "CUSTOMER_PROFILE"]
 

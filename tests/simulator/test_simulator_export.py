@@ -10,9 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-
-from simulator import Simulator
-from simulator.timestamps import parse_timestamp
+from gladly_sync.simulator import Simulator
+from gladly_sync.simulator.timestamps import parse_timestamp
 
 FILES = ["agents.jsonl", "conversation_items.jsonl", "customers.jsonl", "topics.jsonl"]
 

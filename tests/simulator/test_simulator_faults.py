@@ -7,8 +7,7 @@ import time
 
 import httpx
 import pytest
-
-from simulator import Simulator
+from gladly_sync.simulator import Simulator
 
 NOTE = {"content": {"body": "Checked with the warehouse"}}
 

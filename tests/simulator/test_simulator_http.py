@@ -7,8 +7,7 @@ import time
 
 import httpx
 import pytest
-
-from simulator import NOPERM_EMAIL, NOPERM_TOKEN, Simulator
+from gladly_sync.simulator import NOPERM_EMAIL, NOPERM_TOKEN, Simulator
 
 LIMIT_HEADERS = ("Ratelimit-Limit-Second", "Ratelimit-Remaining-Second")
 

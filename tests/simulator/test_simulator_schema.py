@@ -12,8 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-from simulator import Simulator
+from gladly_sync.simulator import Simulator
 
 REPLIES = [{"type": "EMAIL", "body": "<p>Hi!</p>", "bodyPlain": "Hi!"},
            {"type": "CHAT_MESSAGE", "messageType": "TEXT", "body": "Hi from chat!"},

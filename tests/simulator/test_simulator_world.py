@@ -7,9 +7,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from simulator import ApiError, Quirks, World
-from simulator.timestamps import parse_timestamp
+from gladly_sync.simulator import ApiError, Quirks, World
+from gladly_sync.simulator.timestamps import parse_timestamp
 
 FIXED = datetime(2025, 3, 14, 15, 9, 26, tzinfo=UTC)
 ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{21}$")

@@ -10,8 +10,7 @@ from typing import Any
 
 import duckdb
 import pytest
-
-from storage.database import Database
+from gladly_sync.storage.database import Database
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 T1 = datetime(2024, 5, 2, 12, 0, tzinfo=UTC)

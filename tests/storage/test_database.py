@@ -10,11 +10,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from gladly_sync.storage import schema
+from gladly_sync.storage.database import Database, lock_holder_pid
+from gladly_sync.storage.tables import SCHEMA_VERSION
 
-from storage import schema
-from storage.database import Database, lock_holder_pid
-from storage.errors import DatabaseLocked, NotFound, SchemaTooNew
-from storage.tables import SCHEMA_VERSION
+from gladly_sync.errors import DatabaseLocked, NotFound, SchemaTooNew
 
 from .conftest import table
 
@@ -242,9 +242,8 @@ class TestLock:
 class TestEngine:
     def test_orm_reads_and_keeps_no_connection_open(self, db):
         """engine() serves ORM reads (content derived from raw) and releases the file after each."""
+        from gladly_sync.storage.tables import ConversationItem
         from sqlmodel import Session, select
-
-        from storage.tables import ConversationItem
 
         with db.transaction() as con:
             con.execute(

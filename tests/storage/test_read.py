@@ -6,10 +6,10 @@ import json
 from datetime import timedelta
 
 import pytest
+from gladly_sync.storage import read, upserts
+from gladly_sync.storage.rows import agent_row, conversation_row, customer_row, inbox_row
 
-from storage import read, upserts
-from storage.errors import NotFound
-from storage.rows import agent_row, conversation_row, customer_row, inbox_row
+from gladly_sync.errors import NotFound
 
 from .conftest import T0, T1, T2
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
-from storage.rows import (
+from gladly_sync.storage.rows import (
     agent_row,
     conversation_row,
     customer_row,

@@ -7,11 +7,11 @@ import types
 
 import duckdb
 import pytest
+from gladly_sync.storage import Database, Store, upserts
+from gladly_sync.storage.rows import conversation_row
 
-import storage
-from storage import Database, Store, upserts
-from storage.errors import NotFound
-from storage.rows import conversation_row
+from gladly_sync import storage
+from gladly_sync.errors import NotFound
 
 from .conftest import T0
 
@@ -20,7 +20,7 @@ from .conftest import T0
 def fake_outbox(monkeypatch):
     """A stand-in for storage/outbox.py that records each call and the connection's state."""
     calls = []
-    module = types.ModuleType("storage.outbox")
+    module = types.ModuleType("gladly_sync.storage.outbox")
 
     def recorder(name):
         def call(con, *args, **kwargs):
@@ -36,7 +36,7 @@ def fake_outbox(monkeypatch):
 
     for name in ("enqueue_reply", "enqueue_note", "enqueue_escalation", "outbox_by_key"):
         setattr(module, name, recorder(name))
-    monkeypatch.setitem(sys.modules, "storage.outbox", module)
+    monkeypatch.setitem(sys.modules, "gladly_sync.storage.outbox", module)
     monkeypatch.setattr(storage, "outbox", module, raising=False)
     return calls
 

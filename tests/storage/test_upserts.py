@@ -8,9 +8,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from storage import upserts
-from storage.rows import conversation_row, customer_row, export_customer_row, inbox_row, topic_row
+from gladly_sync.storage import upserts
+from gladly_sync.storage.rows import conversation_row, customer_row, export_customer_row, inbox_row, topic_row
 
 from .conftest import T0, T1, T2, parsed, table
 

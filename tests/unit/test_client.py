@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
+from gladly_sync.sync.client import GladlyClient, ItemsPage, Moved
+from gladly_sync.sync.pacer import Backoff, Pacer
 
-from storage.config import GladlySettings
-from sync.client import GladlyClient, ItemsPage, Moved
-from sync.errors import (
+from gladly_sync.config import GladlySettings
+from gladly_sync.errors import (
     AuthenticationFailed,
     DeadlineExceeded,
     GladlyError,
@@ -29,7 +30,6 @@ from sync.errors import (
     ServerError,
     UnknownOutcome,
 )
-from sync.pacer import Backoff, Pacer
 
 TOKEN = "tok-3f9a-SECRET-7c1e"
 SETTINGS = GladlySettings(

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from storage.config import Settings, load_settings, parse_duration
-from storage.errors import ConfigError
+from gladly_sync.config import Settings, load_settings, parse_duration
+from gladly_sync.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "tok-8d2e-SECRET-41aa"

@@ -6,8 +6,7 @@ import random
 import threading
 
 import pytest
-
-from sync.pacer import Backoff, Pacer
+from gladly_sync.sync.pacer import Backoff, Pacer
 
 
 class FakeClock:

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.config import Settings
-from storage.outbox import REPLYABLE_TYPES
-from sync.client import GladlyClient
-from sync.errors import AuthError, GladlyError, GladlyNotFound, UnknownOutcome, UsageError
-from sync.payloads import reply_content
+from gladly_sync.storage.outbox import REPLYABLE_TYPES
+from gladly_sync.sync.client import GladlyClient
+from gladly_sync.sync.outbox.payloads import reply_content
+
+from gladly_sync.config import Settings
+from gladly_sync.errors import AuthError, GladlyError, GladlyNotFound, UnknownOutcome, UsageError
 
 __all__ = ["CheckResult", "refuse_production_reply", "run_checks"]
 

@@ -46,9 +46,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from storage import outbox
-from sync.context import Context
-from sync.errors import (
+from gladly_sync.storage import outbox
+from gladly_sync.sync.context import Context
+from gladly_sync.sync.outbox.payloads import (
+    escalation_patch,
+    normalise_text,
+    note_body,
+    reply_content,
+    reply_text,
+)
+from gladly_sync.sync.runs import run_job
+
+from gladly_sync.errors import (
     AuthError,
     DeadlineExceeded,
     GladlyError,
@@ -59,8 +68,6 @@ from sync.errors import (
     TransientError,
     UnknownOutcome,
 )
-from sync.payloads import escalation_patch, normalise_text, note_body, reply_content, reply_text
-from sync.runs import run_job
 
 __all__ = ["DrainSummary", "drain_once"]
 

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from storage.errors import ConfigError
+from gladly_sync.errors import ConfigError
 
 __all__ = [
     "GladlySettings",

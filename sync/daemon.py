@@ -37,10 +37,10 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from gladly_sync.sync.context import Context
+from gladly_sync.sync.joblock import JobAlreadyRunning, job_lock
 
-from sync.context import Context
-from sync.errors import AuthError, GladlySyncError
-from sync.joblock import JobAlreadyRunning, job_lock
+from gladly_sync.errors import AuthError, GladlySyncError
 
 __all__ = ["Daemon", "Job", "default_jobs", "run_deadline"]
 
@@ -61,9 +61,9 @@ class Job:
 
 
 def default_jobs(ctx: Context) -> list[Job]:
-    from sync.drain import drain_once
-    from sync.export import reconcile_once
-    from sync.pull import sync_once
+    from gladly_sync.sync.outbox.drain import drain_once
+    from gladly_sync.sync.pull.export import reconcile_once
+    from gladly_sync.sync.pull.run import sync_once
 
     schedule = ctx.settings.schedule
     return [
@@ -183,7 +183,7 @@ class Daemon:
         return dataclasses.replace(self.ctx, client_factory=client_factory)
 
     def _record_skipped(self, job: Job, reason: str) -> None:
-        from sync.runs import record_skipped
+        from gladly_sync.sync.runs import record_skipped
 
         try:
             record_skipped(self.ctx, job.name, reason)

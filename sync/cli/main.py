@@ -24,10 +24,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TextIO
 
-from storage import outbox
-from storage.config import EVENTS_WINDOW, Settings, load_settings
-from storage.errors import ConfigError, GladlySyncError, NotFound, UsageError
-from sync.logs import configure_logging, register_credentials, scrub_text
+from gladly_sync.storage import outbox
+from gladly_sync.sync.logs import configure_logging, register_credentials, scrub_text
+
+from gladly_sync.config import EVENTS_WINDOW, Settings, load_settings
+from gladly_sync.errors import ConfigError, GladlySyncError, NotFound, UsageError
 
 __all__ = ["build_parser", "main"]
 
@@ -133,21 +134,21 @@ class ProgressBar:
 
 
 def _context(settings: Settings) -> Any:
-    from sync.context import Context
+    from gladly_sync.sync.context import Context
 
     return Context.from_settings(settings)
 
 
 def _locked(ctx: Any, job: str, args: argparse.Namespace, work: Callable[[], int]) -> int:
     """Run ``work`` holding ``job``'s cron lock; if another run holds it, say so, record it, exit 0."""
-    from sync.joblock import JobAlreadyRunning, job_lock
+    from gladly_sync.sync.joblock import JobAlreadyRunning, job_lock
 
     try:
         with job_lock(ctx.settings.storage.path, job):
             return work()
     except JobAlreadyRunning as exc:
         say(str(exc))
-        from sync.runs import record_skipped
+        from gladly_sync.sync.runs import record_skipped
 
         record_skipped(ctx, job, exc.reason)
         if args.json:
@@ -156,9 +157,10 @@ def _locked(ctx: Any, job: str, args: argparse.Namespace, work: Callable[[], int
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from sync.check import refuse_production_reply, run_checks
-    from sync.client import GladlyClient
-    from sync.errors import AuthError
+    from gladly_sync.sync.cli.check import refuse_production_reply, run_checks
+    from gladly_sync.sync.client import GladlyClient
+
+    from gladly_sync.errors import AuthError
 
     refuse_production_reply(settings, args.send_test_reply, args.yes_production)
     # A check should answer promptly: a few retries, not the sync's patience.
@@ -198,7 +200,7 @@ def _parse_since(text: str) -> datetime:
 
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
-    from sync.pull import sync_once
+    from gladly_sync.sync.pull.run import sync_once
 
     since = _parse_since(args.since) if args.since else None
     ctx = _context(settings)
@@ -238,7 +240,7 @@ def render_sync(data: dict[str, Any]) -> str:
 
 
 def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
-    from sync.drain import drain_once
+    from gladly_sync.sync.outbox.drain import drain_once
 
     ctx = _context(settings)
 
@@ -264,7 +266,7 @@ def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from sync.scheduler import Daemon
+    from gladly_sync.sync.daemon import Daemon
 
     return Daemon(_context(settings)).serve()
 
@@ -366,7 +368,7 @@ def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from storage.read import status_report
+    from gladly_sync.storage.read import status_report
 
     ctx = _context(settings)
     now = ctx.clock()
@@ -476,7 +478,7 @@ def render_status(report: dict[str, Any], indent: str = "") -> str:
 
 
 def cmd_context(args: argparse.Namespace, settings: Settings) -> int:
-    from storage.read import conversation_context
+    from gladly_sync.storage.read import conversation_context
 
     ctx = _context(settings)
     with ctx.db.connect(read_only=True) as con:
@@ -487,13 +489,13 @@ def cmd_context(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings | None) -> int:
     try:
-        from sync.demo import run_demo
+        from gladly_sync.sync.cli.demo import run_demo
     except ModuleNotFoundError as exc:
-        if exc.name not in ("sync.demo", "simulator"):
+        if exc.name not in ("gladly_sync.sync.cli.demo", "gladly_sync.simulator"):
             raise
         say("the demo is not available: this build has no bundled simulator")
         return 1
-    return run_demo()
+    return run_demo(main)
 
 
 # --------------------------------------------------------------------------- parser

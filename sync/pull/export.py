@@ -27,25 +27,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from storage import rows as rowmaps
-from storage import upserts
-from sync.client import GladlyClient
-from sync.context import Context
-from sync.errors import MalformedResponse
-from sync.pull import (
-    BATCH,
+from gladly_sync.storage import rows as rowmaps
+from gladly_sync.storage import upserts
+from gladly_sync.sync.client import GladlyClient
+from gladly_sync.sync.context import Context
+from gladly_sync.sync.pull.coverage import (
     RECONCILE_STREAM,
-    WORKERS,
-    Batch,
-    Resolver,
-    Tally,
-    chunks,
     extend_coverage,
     load_gaps,
     save_gaps,
     subtract_windows,
 )
-from sync.runs import run_job
+from gladly_sync.sync.pull.resolve import BATCH, WORKERS, Batch, Resolver, Tally, chunks
+from gladly_sync.sync.runs import run_job
+
+from gladly_sync.errors import MalformedResponse
 
 __all__ = ["ExportSummary", "reconcile", "reconcile_once", "refresh_references", "split_lines"]
 

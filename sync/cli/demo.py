@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import TextIO
 
 import duckdb
-
-from simulator import DEFAULT_API_EMAIL, DEFAULT_API_TOKEN, Simulator
-from storage.outbox import REPLYABLE_TYPES
+from gladly_sync.simulator import DEFAULT_API_EMAIL, DEFAULT_API_TOKEN, Simulator
+from gladly_sync.storage.outbox import REPLYABLE_TYPES
 
 DEMO_DIR = "gladly-sync-demo"
 
@@ -101,13 +100,12 @@ def show_queries(snapshot: Path, conversation_id: str, out: TextIO) -> None:
 
 
 def run_demo(
+    cli: Callable[[Sequence[str]], int],
     folder: Path | None = None,
     out: TextIO = sys.stdout,
-    cli: Callable[[Sequence[str]], int] | None = None,
 ) -> int:
-    """Run the demo; returns the exit code of the first step that failed, else 0."""
-    if cli is None:
-        from sync.cli import main as cli
+    """Run the demo through ``cli`` (the CLI's ``main``, passed in so the two modules do not import
+    each other); returns the exit code of the first step that failed, else 0."""
     folder = (folder or Path.cwd() / DEMO_DIR).resolve()
     for stale in ("gladly.duckdb", "gladly.duckdb.wal", "gladly_read.duckdb"):
         (folder / stale).unlink(missing_ok=True)
