@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from gladly_sync.storage import outbox
 from gladly_sync.sync.logs import configure_logging, register_credentials, scrub_text
 
+from gladly_sync import __version__
 from gladly_sync.config import EVENTS_WINDOW, Settings, load_settings
 from gladly_sync.errors import ConfigError, GladlySyncError, NotFound, UsageError
 
@@ -528,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="config file (default: $GLADLY_SYNC_CONFIG, else ./config.yaml)",
     )
     parser.add_argument("--debug", action="store_true", default=False, help="debug logs and tracebacks")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     def command(
