@@ -12,8 +12,8 @@ Every problem is collected before anything is raised, so one ``ConfigError`` lis
 line each: ``<source>: <section>.<key>: <what is wrong>; <what is expected>``. The API token never
 appears in a message or a repr.
 
-This lives in ``storage`` because ``storage.Store.from_config`` needs it and ``storage`` never
-imports ``sync``; ``sync`` imports it from here.
+It sits at the package root because it belongs to no layer it configures: ``sync`` and
+``storage`` (``Store.from_config``) both import it, and it imports neither.
 """
 
 from __future__ import annotations
@@ -543,8 +543,14 @@ def _resolve(folder: Path, text: str) -> Path:
 _Raw = dict[str, dict[str, tuple[Any, str]]]  # section -> key -> (value, where it came from)
 
 
-def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Load and validate the configuration; raise ``ConfigError`` listing every problem."""
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None, *, require_token: bool = True
+) -> Settings:
+    """Load and validate the configuration; raise ``ConfigError`` listing every problem.
+
+    ``require_token=False`` is for readers of the local store (``Store.from_config``): a missing
+    API token is then no problem and ``gladly.api_token`` is empty.
+    """
     environ = os.environ if environ is None else environ
     config_path = _config_path(path, environ)
     problems = _Problems(str(config_path))
@@ -555,7 +561,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     raw: _Raw = {name: {} for name in SCHEMA}
     _take_file(data, raw, problems)
     _take_overrides(environ, raw, problems)
-    values = _parse(raw, environ, problems)
+    values = _parse(raw, environ, problems, require_token=require_token)
     if problems.lines:
         raise ConfigError(_scrub(problems.lines, environ, raw))
 
@@ -618,9 +624,18 @@ def _take_overrides(environ: Mapping[str, str], raw: _Raw, problems: _Problems) 
             raw[section_name][key_name] = (_Text(value), source)
 
 
-def _parse(raw: _Raw, environ: Mapping[str, str], problems: _Problems) -> dict[str, dict[str, Any]]:
+def _parse(
+    raw: _Raw, environ: Mapping[str, str], problems: _Problems, *, require_token: bool
+) -> dict[str, dict[str, Any]]:
     values: dict[str, dict[str, Any]] = {name: {} for name in SCHEMA}
-    no_token = f"no API token; set {TOKEN_ENV} or gladly.api_token"
+
+    def no_token(source: str) -> None:
+        if require_token:
+            message = f"no API token; set {TOKEN_ENV} or gladly.api_token"
+            problems.add("gladly.api_token", message, source=source)
+        else:
+            values["gladly"]["api_token"] = ""
+
     for section_name, keys in SCHEMA.items():
         for key_name, spec in keys.items():
             dotted = f"{section_name}.{key_name}"
@@ -631,7 +646,7 @@ def _parse(raw: _Raw, environ: Mapping[str, str], problems: _Problems) -> dict[s
                 if missing:
                     names = ", ".join(f"${{{name}}}" for name in dict.fromkeys(missing))
                     if dotted == "gladly.api_token" and set(missing) == {TOKEN_ENV}:
-                        problems.add(dotted, no_token, source=source)
+                        no_token(source)
                     else:
                         message = f"{names} is not set in the environment; set it or change {dotted}"
                         problems.add(dotted, message, source=source)
@@ -639,7 +654,7 @@ def _parse(raw: _Raw, environ: Mapping[str, str], problems: _Problems) -> dict[s
             if dotted == "gladly.api_token" and (value is _MISSING or _nullable(value) is None):
                 value = environ.get(TOKEN_ENV, "")
                 if not value.strip():
-                    problems.add(dotted, no_token, source=source)
+                    no_token(source)
                     continue
             if value is _MISSING:
                 if spec.default is _MISSING:

@@ -38,12 +38,11 @@ class Store:
     def from_config(cls, config_path: Path | str | None = None) -> Store:
         """A store configured by ``config.yaml`` (``None``: ``$GLADLY_SYNC_CONFIG`` or ./config.yaml).
 
-        The whole file is validated, so the API token must be resolvable (usually
-        ``GLADLY_API_TOKEN`` in the environment) even though the store never calls Gladly.
+        The whole file is validated, but no API token is needed: the store never calls Gladly.
         """
         from gladly_sync.config import load_settings
 
-        settings = load_settings(config_path)
+        settings = load_settings(config_path, require_token=False)
         return cls(
             settings.storage.path,
             escalation_inbox=settings.inboxes.escalation,
