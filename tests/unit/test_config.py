@@ -227,6 +227,24 @@ class TestEnvironment:
             f"{path}: gladly.api_token: no API token; set GLADLY_API_TOKEN or gladly.api_token"
         ]
 
+    @pytest.mark.parametrize(
+        "config",
+        [VALID, with_value("gladly", "api_token", None), with_value("gladly", "api_token", "")],
+        ids=["reference", "null", "empty"],
+    )
+    def test_store_readers_need_no_token(self, tmp_path, config):
+        """require_token=False (Store.from_config): no token is no problem, and the token is empty."""
+        settings = load_settings(write(tmp_path, config), {}, require_token=False)
+        assert settings.gladly.api_token == ""
+        assert settings.storage.path == tmp_path / "data" / "gladly.duckdb"
+
+    def test_store_readers_still_get_every_other_problem(self, tmp_path):
+        """require_token=False waives only the token: other problems still fail the load."""
+        path = write(tmp_path, with_value("gladly", "email", "not-an-email"))
+        with pytest.raises(ConfigError) as caught:
+            load_settings(path, {}, require_token=False)
+        assert [line.split(": ")[1] for line in caught.value.problems] == ["gladly.email"]
+
 
 class TestIngest:
     @pytest.mark.parametrize(
