@@ -29,8 +29,17 @@ def _duckdb_dialect():  # type: ignore[no-untyped-def]
     global _dialect
     if _dialect is None:
         from duckdb_engine import Dialect
+        from sqlalchemy.sql.compiler import DDLCompiler
 
-        _dialect = Dialect()
+        class DuckDBDDLCompiler(Dialect.ddl_compiler):  # type: ignore[name-defined,misc]
+            # DuckDB's generated columns are VIRTUAL; duckdb_engine inherits PostgreSQL's DDL, which
+            # refuses VIRTUAL before SQLAlchemy 2.1. The generic rendering is DuckDB's syntax.
+            visit_computed_column = DDLCompiler.visit_computed_column
+
+        class DuckDBDialect(Dialect):  # type: ignore[misc]
+            ddl_compiler = DuckDBDDLCompiler
+
+        _dialect = DuckDBDialect()
     return _dialect
 
 

@@ -120,7 +120,8 @@ class TestRequestLog:
         """Method, path, query, body and status are kept, also for refused requests."""
         sim.reset_requests()
         client.get("/events", params={"entities": ["CONTACT", "CUSTOMER"]})
-        client.post("/conversations/zzz/notes", json={"body": "x"})
+        client.post("/conversations/zzz/notes", content=b'{"body":"x"}',
+                    headers={"Content-Type": "application/json"})
         make_client(sim, auth=None).get("/agents")
         first, second, third = sim.requests
         assert (first.method, first.path, first.status) == ("GET", "/api/v1/events", 400)
