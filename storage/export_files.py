@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+from gladly_sync.storage.tables import ANALYST_TABLES, ANALYST_VIEWS
 
 from gladly_sync.errors import NotFound, UsageError
-from gladly_sync.storage.tables import ANALYST_TABLES, ANALYST_VIEWS
 
 FORMATS = ("parquet", "csv")
 RELATIONS = (*ANALYST_TABLES, *ANALYST_VIEWS)
@@ -40,7 +40,8 @@ def choose_relations(requested: Sequence[str] | None) -> list[str]:
     unknown = [name for name in names if name not in RELATIONS]
     if unknown:
         raise UsageError(
-            f"--tables: {', '.join(unknown)} is not an analyst table or view; choose from {', '.join(RELATIONS)}"
+            f"--tables: {', '.join(unknown)} is not an analyst table or view; "
+            f"choose from {', '.join(RELATIONS)}"
         )
     if not names:
         raise UsageError(f"--tables names no table; choose from {', '.join(RELATIONS)}")

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import duckdb
 from gladly_sync.storage import tables
 from gladly_sync.storage.views import METRIC_VIEWS
-from sqlalchemy.schema import CreateTable
+from sqlalchemy.schema import CreateTable, Table
 from sqlmodel import SQLModel
 
 from gladly_sync.errors import SchemaTooNew
@@ -40,11 +40,11 @@ def _duckdb_dialect():  # type: ignore[no-untyped-def]
 
 def create_table_statements() -> list[str]:
     """``CREATE TABLE IF NOT EXISTS`` for every SQLModel table, compiled for DuckDB."""
-    dialect = _duckdb_dialect()
-    return [
-        str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
-        for table in SQLModel.metadata.sorted_tables
-    ]
+    return [create_table_statement(table) for table in SQLModel.metadata.sorted_tables]
+
+
+def create_table_statement(table: Table) -> str:
+    return str(CreateTable(table, if_not_exists=True).compile(dialect=_duckdb_dialect())).strip()
 
 
 CONVERSATION_TIMELINE = """
@@ -109,8 +109,7 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _analysts(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(str(CreateTable(tables.Organization.__table__, if_not_exists=True).compile(
-        dialect=_duckdb_dialect())).strip())
+    con.execute(create_table_statement(tables.Organization.__table__))
     for view in METRIC_VIEWS:
         con.execute(view)
 
@@ -127,10 +126,13 @@ def _literal(text: str) -> str:
 
 def comment_statements(con: duckdb.DuckDBPyConnection) -> list[str]:
     """``COMMENT ON`` every table, view and column described in ``storage/tables.py`` that exists."""
-    views = {row[0] for row in con.execute(
-        "SELECT view_name FROM duckdb_views() "
-        "WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal"
-    ).fetchall()}
+    views = {
+        row[0]
+        for row in con.execute(
+            "SELECT view_name FROM duckdb_views() "
+            "WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal"
+        ).fetchall()
+    }
     columns: dict[str, set[str]] = {}
     for table, column in con.execute(
         "SELECT table_name, column_name FROM duckdb_columns() "

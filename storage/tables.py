@@ -405,7 +405,8 @@ _CHANNEL = (
 
 ANALYST_VIEWS: dict[str, Described] = {
     "conversation_timeline": Described(
-        "Items of live conversations joined with their conversation, customer, inbox and agent, in time order.",
+        "Items of live conversations joined with their conversation, customer, inbox and agent, "
+        "in time order.",
         {
             "conversation_id": _CONVERSATION,
             "item_id": "The item (conversation_items.id).",
@@ -449,7 +450,8 @@ ANALYST_VIEWS: dict[str, Described] = {
             "channel": _CHANNEL,
             "created_at": "When the conversation started (UTC).",
             "first_customer_message_at": "When the earliest customer message happened (UTC).",
-            "first_response_at": "The earliest agent message strictly after the first customer message (UTC).",
+            "first_response_at": "The earliest agent message strictly after the first customer message "
+            "(UTC).",
             "first_response_seconds": "first_response_at - first_customer_message_at in seconds; "
             "NULL without a response.",
             "closed_at": "When the conversation was closed (UTC).",

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from gladly_sync.storage.export_files import FORMATS, RELATIONS, choose_relations, export_relations
 
 from gladly_sync.config import Settings
 from gladly_sync.errors import NotFound
-from gladly_sync.storage.export_files import FORMATS, RELATIONS, choose_relations, export_relations
 
 log = structlog.get_logger(__name__)
 

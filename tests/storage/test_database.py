@@ -12,7 +12,7 @@ import duckdb
 import pytest
 from gladly_sync.storage import schema
 from gladly_sync.storage.database import Database, lock_holder_pid
-from gladly_sync.storage.tables import SCHEMA_VERSION
+from gladly_sync.storage.tables import ANALYST_VIEWS, SCHEMA_VERSION
 
 from gladly_sync.errors import DatabaseLocked, NotFound, SchemaTooNew
 
@@ -102,7 +102,7 @@ class TestSchema:
             ]
             versions = table(con, "schema_version", "version")
         assert tables == TABLES
-        assert views == ["conversation_metrics", "conversation_timeline", "daily_volume", "open_conversations"]
+        assert views == sorted(ANALYST_VIEWS)
         assert versions == [(version,) for version, _, _ in schema.MIGRATIONS]
 
     def test_parent_folders_are_created(self, tmp_path):

@@ -156,7 +156,12 @@ class TestConversationMetrics:
         """Every stored conversation has a row, even before its items arrive."""
         add_conversation(con, "c1", inbox="unknown-inbox")
         row = metrics(con, "c1")
-        assert (row["channel"], row["inbox_name"], row["customer_messages"], row["notes"]) == (None, None, 0, 0)
+        assert (row["channel"], row["inbox_name"], row["customer_messages"], row["notes"]) == (
+            None,
+            None,
+            0,
+            0,
+        )
 
     def test_erased_conversations_have_no_row(self, con):
         """A conversation with deleted_at (erased, or gone in a merge) is not in the view."""
@@ -195,7 +200,9 @@ class TestDailyVolume:
 
     def test_the_time_zone_needs_no_download(self):
         """DuckDB's ICU (time zones) is linked into the wheel: it works with extension loading off."""
-        plain = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+        plain = duckdb.connect(
+            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        )
         loaded = plain.execute(
             "SELECT loaded, install_mode FROM duckdb_extensions() WHERE extension_name = 'icu'"
         ).fetchone()
@@ -218,7 +225,8 @@ def described(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str | None, dic
     ).fetchall():
         found[name] = (comment, {})
     for name, column, comment in con.execute(
-        "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE database_name = current_database()"
+        "SELECT table_name, column_name, comment FROM duckdb_columns() "
+        "WHERE database_name = current_database()"
     ).fetchall():
         found[name][1][column] = comment
     return found
@@ -268,9 +276,9 @@ class TestSchemaTwo:
             old.execute("DROP TABLE organization")  # no organization table, no comments
             old.execute("INSERT INTO schema_version VALUES (1, now())")
             old.execute("INSERT INTO conversations (id, status, created_at) VALUES ('c1', 'OPEN', ?)", [T])
-            assert old.execute("SELECT count(*) FROM duckdb_columns() WHERE comment IS NOT NULL").fetchone() == (
-                0,
-            )
+            assert old.execute(
+                "SELECT count(*) FROM duckdb_columns() WHERE comment IS NOT NULL"
+            ).fetchone() == (0,)
         with Database(path).connect() as con:
             assert schema.stored_version(con) == tables.SCHEMA_VERSION == 2
             found = described(con)
