@@ -4,6 +4,8 @@ History is laid out relative to the world's clock: conversations spread over `hi
 some active in the last 24 h so the Events API has something to say, one OPEN-or-WAITING
 conversation at most per customer, items strictly ascending. Events are emitted for seeded
 activity that falls inside Gladly's 24 h events window. Daily export jobs cover the history.
+Two days back, around the org's local midnight, sit the conversations every support metric needs
+(an unanswered one, and one reopened in a second channel): see `_analyst_cases`.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import pytest
-from gladly_sync.storage import schema, tables
+from gladly_sync.storage import schema, tables, upserts
 from gladly_sync.storage.database import Database
+from gladly_sync.storage.rows import organization_row
 
 T = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # 2026-03-01 22:00 in Los Angeles (PST, UTC-8)
 MINUTE = timedelta(minutes=1)
@@ -168,6 +169,20 @@ class TestConversationMetrics:
         add_conversation(con, "c1", deleted=T + MINUTE)
         add_item(con, "c1", "i1", T, "EMAIL", deleted=T + MINUTE)
         assert con.execute("SELECT count(*) FROM conversation_metrics").fetchone() == (0,)
+
+
+class TestOrganization:
+    def test_the_store_keeps_one_organization_exactly_as_gladly_sent_it(self, con):
+        """A refresh overwrites the row; an organization with another id replaces it."""
+        first = {"id": "org-1", "name": "Demo", "timezone": "America/Los_Angeles", "gladlyUrl": "https://x"}
+        upserts.replace_organization(con, organization_row(first, synced_at=T))
+        moved = {"id": "org-2", "name": "Demo EU", "timezone": "Europe/Berlin", "loginDomain": "demo.eu"}
+        upserts.replace_organization(con, organization_row(moved, synced_at=T + MINUTE))
+        upserts.replace_organization(con, organization_row(moved, synced_at=T + 2 * MINUTE))
+        rows = con.execute("SELECT id, name, timezone, raw, synced_at FROM organization").fetchall()
+        assert [(*row[:3], json.loads(row[3]), row[4]) for row in rows] == [
+            ("org-2", "Demo EU", "Europe/Berlin", moved, T + 2 * MINUTE)
+        ]
 
 
 class TestDailyVolume:
