@@ -33,6 +33,21 @@ MESSAGE_TYPES = (
 )
 _MESSAGE = "content_type IN (" + ", ".join(f"'{kind}'" for kind in MESSAGE_TYPES) + ")"
 
+# Each conversation's earliest customer message: its channel and time (both views need it).
+_FIRST_CUSTOMER_MESSAGE = f"""first_customer_message AS (
+    SELECT conversation_id, content_type AS channel, timestamp AS first_customer_message_at
+    FROM (
+        SELECT
+            conversation_id,
+            content_type,
+            timestamp,
+            row_number() OVER (PARTITION BY conversation_id ORDER BY timestamp, id) AS position
+        FROM conversation_items
+        WHERE deleted_at IS NULL AND {_MESSAGE} AND initiator_type = 'CUSTOMER'
+    ) AS customer_messages
+    WHERE position = 1
+)"""
+
 CONVERSATION_METRICS = f"""
 CREATE OR REPLACE VIEW conversation_metrics AS
 WITH live_items AS (
@@ -48,19 +63,7 @@ WITH live_items AS (
     FROM conversation_items
     WHERE deleted_at IS NULL
 ),
-first_customer_message AS (
-    SELECT conversation_id, content_type AS channel, timestamp AS first_customer_message_at
-    FROM (
-        SELECT
-            conversation_id,
-            content_type,
-            timestamp,
-            row_number() OVER (PARTITION BY conversation_id ORDER BY timestamp, id) AS position
-        FROM live_items
-        WHERE is_message AND initiator_type = 'CUSTOMER'
-    ) AS customer_messages
-    WHERE position = 1
-),
+{_FIRST_CUSTOMER_MESSAGE},
 first_close AS (
     SELECT conversation_id, min(timestamp) AS first_closed_at
     FROM live_items
@@ -115,13 +118,20 @@ CREATE OR REPLACE VIEW daily_volume AS
 WITH zone AS (
     SELECT coalesce(max(o.timezone), 'UTC') AS name FROM organization AS o
 ),
+{_FIRST_CUSTOMER_MESSAGE},
+live_conversations AS (
+    SELECT c.id AS conversation_id, c.created_at, c.inbox_id, f.channel
+    FROM conversations AS c
+    LEFT JOIN first_customer_message AS f ON f.conversation_id = c.id
+    WHERE c.deleted_at IS NULL
+),
 happenings AS (
     SELECT m.created_at AS at, m.inbox_id, m.channel, 'created' AS kind
-    FROM conversation_metrics AS m
+    FROM live_conversations AS m
     UNION ALL
     SELECT i.timestamp AS at, m.inbox_id, m.channel, i.initiator_type AS kind
     FROM conversation_items AS i
-    JOIN conversation_metrics AS m ON m.conversation_id = i.conversation_id
+    JOIN live_conversations AS m ON m.conversation_id = i.conversation_id
     WHERE i.deleted_at IS NULL AND i.{_MESSAGE} AND i.initiator_type IN ('CUSTOMER', 'AGENT')
 )
 SELECT
