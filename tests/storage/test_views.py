@@ -253,7 +253,10 @@ class TestComments:
         with Database(tmp_path / "store.duckdb").connect() as con:
             found = described(con)
         analyst = {name: found[name] for name in found if name not in tables.BOOKKEEPING_TABLES}
-        assert set(analyst) == set(ANALYST)
+        assert set(analyst) == set(ANALYST), (
+            "describe each new table in storage/tables.py: ANALYST_TABLES (with a comment per column) "
+            "or BOOKKEEPING_TABLES"
+        )
         for name, (comment, columns) in analyst.items():
             assert comment == ANALYST[name].comment
             assert columns == ANALYST[name].columns, name
