@@ -4,6 +4,8 @@ History is laid out relative to the world's clock: conversations spread over `hi
 some active in the last 24 h so the Events API has something to say, one OPEN-or-WAITING
 conversation at most per customer, items strictly ascending. Events are emitted for seeded
 activity that falls inside Gladly's 24 h events window. Daily export jobs cover the history.
+Two days back, around the org's local midnight, sit the conversations every support metric needs
+(an unanswered one, and one reopened in a second channel): see `_analyst_cases`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import random
 import unicodedata
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from gladly_sync.simulator import lexicon
 from gladly_sync.simulator.ids import IdFactory
@@ -59,6 +62,7 @@ def seed_world(world: World, rng: random.Random, *, customers: int, conversation
                           items_per_conversation)
             number += 1
     _apply_quirks(world)
+    _analyst_cases(world, now, history_days)
     _daily_jobs(world, now, history_days)
 
 
@@ -283,6 +287,63 @@ def _apply_quirks(world: World) -> None:
         pair = next((c for c in by_customer.values() if len(c) >= 2), None)
         if pair is not None:
             world._foreign_items[pair[0].data["id"]] = [pair[1].item_ids[0]]
+
+
+def local_midnight(world: World, day: datetime) -> datetime:
+    """The instant (UTC) the org's local date changes within the UTC day starting at `day`."""
+    zone = ZoneInfo(world.organization["timezone"])
+    local = day.astimezone(zone)
+    if local.time() == time(0):
+        return day
+    nxt = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+    return nxt if nxt < day + timedelta(days=1) else day
+
+
+def _analyst_cases(world: World, now: datetime, history_days: int) -> None:
+    """Two conversations every support metric needs, on one UTC day that the org's time zone cuts
+    in two local days (two days ago, inside the daily export jobs): one closed without an answer
+    just before local midnight, and one just after it that starts by email, is answered, closed,
+    reopened by an SMS (a second channel), answered by SMS, noted and closed again. They belong to
+    a customer with no unclosed conversation, so Gladly's one-open-conversation rule holds."""
+    day = day_start(now) - timedelta(days=2)
+    customer = next((c for c in world._customers if world._unclosed_conversation(c) is None), None)
+    if history_days < 2 or customer is None:
+        return
+    midnight = local_midnight(world, day)
+    agent_id = world.human_agent_ids[0]
+    agent = {"id": agent_id, "type": "AGENT"}
+    inbox_id = world.inbox_id("Email Support")
+    early = midnight - timedelta(minutes=90) if midnight > day + timedelta(hours=2) else day
+    late = max(midnight, day) + timedelta(minutes=30)
+
+    unanswered = world._start_conversation(customer, inbox_id, "EMAIL", "Order never arrived", early)
+    world._customer_message(unanswered, world._compose(unanswered, "EMAIL", "Where is my order?",
+                                                       inbound=True), early)
+    world._close(unanswered, agent, early + timedelta(minutes=20))
+
+    record = world._start_conversation(customer, inbox_id, "EMAIL", "Wrong size", late)
+    steps = ((0, "customer", "EMAIL", "I got the wrong size."),
+             (12, "agent", "EMAIL", "Sorry about that, a new pair is on its way."),
+             (15, "close", None, None),
+             (70, "reopen", None, None),
+             (70, "customer", "SMS", "The new pair has not arrived."),
+             (75, "note", None, "Checked the carrier: delayed in transit."),
+             (80, "agent", "SMS", "It arrives tomorrow."),
+             (90, "close", None, None))
+    for minutes, kind, channel, text in steps:
+        at = late + timedelta(minutes=minutes)
+        if kind == "customer":
+            world._customer_message(record, world._compose(record, channel, text, inbound=True), at)
+        elif kind == "agent":
+            world._assign(record, inbox_id, agent_id, "MESSAGE_OUTBOUND", agent, at)
+            world._agent_message(record, world._compose(record, channel, text, inbound=False),
+                                 agent_id, at)
+        elif kind == "note":
+            world._note(record, text, agent_id, at)
+        elif kind == "reopen":
+            world._reopen_checked(record, at, {"id": customer, "type": "CUSTOMER"})
+        else:
+            world._close(record, agent, at)
 
 
 def _daily_jobs(world: World, now: datetime, history_days: int) -> None:

@@ -134,6 +134,16 @@ def conversation_row(conv: dict, *, synced_at: datetime, source_at: datetime) ->
     }
 
 
+def organization_row(obj: dict, *, synced_at: datetime) -> dict:
+    return {
+        "id": obj["id"],
+        "name": obj.get("name"),
+        "timezone": obj.get("timezone"),
+        "raw": obj,
+        "synced_at": synced_at,
+    }
+
+
 def inbox_row(obj: dict, *, synced_at: datetime) -> dict:
     return {
         "id": obj["id"],

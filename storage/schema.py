@@ -1,5 +1,8 @@
 """Create and migrate the store's schema: the tables of ``storage/tables.py`` plus analyst views.
 
+The newest migration ends by applying every ``COMMENT`` (:func:`describe`), so comments follow
+whatever a migration created or replaced.
+
 ``schema_version`` holds one row per applied migration; the store's version is the highest one.
 :data:`MIGRATIONS` is an ordered list of ``(version, description, apply)``. Version 1 creates every
 table from the current ``storage/tables.py`` (``CREATE TABLE IF NOT EXISTS``), so a later migration
@@ -15,7 +18,8 @@ from datetime import UTC, datetime
 
 import duckdb
 from gladly_sync.storage import tables
-from sqlalchemy.schema import CreateTable
+from gladly_sync.storage.views import METRIC_VIEWS
+from sqlalchemy.schema import CreateTable, Table
 from sqlmodel import SQLModel
 
 from gladly_sync.errors import SchemaTooNew
@@ -45,11 +49,11 @@ def _duckdb_dialect():  # type: ignore[no-untyped-def]
 
 def create_table_statements() -> list[str]:
     """``CREATE TABLE IF NOT EXISTS`` for every SQLModel table, compiled for DuckDB."""
-    dialect = _duckdb_dialect()
-    return [
-        str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
-        for table in SQLModel.metadata.sorted_tables
-    ]
+    return [create_table_statement(table) for table in SQLModel.metadata.sorted_tables]
+
+
+def create_table_statement(table: Table) -> str:
+    return str(CreateTable(table, if_not_exists=True).compile(dialect=_duckdb_dialect())).strip()
 
 
 CONVERSATION_TIMELINE = """
@@ -113,7 +117,60 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(OPEN_CONVERSATIONS)
 
 
-MIGRATIONS: Sequence[Migration] = ((1, "create tables and views", _create),)
+def _analysts(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(create_table_statement(tables.Organization.__table__))
+    for view in METRIC_VIEWS:
+        con.execute(view)
+
+
+MIGRATIONS: Sequence[Migration] = (
+    (1, "create tables and views", _create),
+    (2, "organization table, conversation_metrics and daily_volume views, comments", _analysts),
+)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def comment_statements(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """``COMMENT ON`` every table, view and column described in ``storage/tables.py`` that exists."""
+    views = {
+        row[0]
+        for row in con.execute(
+            "SELECT view_name FROM duckdb_views() "
+            "WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal"
+        ).fetchall()
+    }
+    columns: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main'"
+    ).fetchall():
+        columns.setdefault(table, set()).add(column)
+    described = {**tables.ANALYST_TABLES, **tables.ANALYST_VIEWS}
+    statements = [
+        f"COMMENT ON TABLE {name} IS {_literal(comment)}"
+        for name, comment in tables.BOOKKEEPING_TABLES.items()
+        if name in columns
+    ]
+    for name, description in described.items():
+        if name not in columns:
+            continue
+        kind = "VIEW" if name in views else "TABLE"
+        statements.append(f"COMMENT ON {kind} {name} IS {_literal(description.comment)}")
+        statements += [
+            f"COMMENT ON COLUMN {name}.{column} IS {_literal(comment)}"
+            for column, comment in description.columns.items()
+            if column in columns[name]
+        ]
+    return statements
+
+
+def describe(con: duckdb.DuckDBPyConnection) -> None:
+    """Apply every COMMENT (idempotent; ``CREATE OR REPLACE VIEW`` drops a view's comments)."""
+    for statement in comment_statements(con):
+        con.execute(statement)
 
 
 def stored_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -152,6 +209,8 @@ def migrate(con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] = MI
         con.begin()
         try:
             apply(con)
+            if version == latest:
+                describe(con)
             con.execute(
                 "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
                 [version, datetime.now(UTC)],

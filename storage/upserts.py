@@ -96,6 +96,7 @@ EVENT_COLUMNS = {
     "raw": "json",
 }
 INBOX_COLUMNS = {"id": "str", "name": "str", "disabled": "bool", "raw": "json", "synced_at": "ts"}
+ORGANIZATION_COLUMNS = {"id": "str", "name": "str", "timezone": "str", "raw": "json", "synced_at": "ts"}
 AGENT_COLUMNS = {"id": "str", "name": "str", "email_address": "str", "raw": "json", "synced_at": "ts"}
 TOPIC_COLUMNS = {
     "id": "str",
@@ -786,6 +787,12 @@ def replace_agents(con: Connection, rows: Sequence[dict]) -> int:
 def replace_topics(con: Connection, rows: Sequence[dict]) -> int:
     """Upsert the topic list; topics no longer listed are kept."""
     return _replace_reference(con, "topics", rows, TOPIC_COLUMNS)
+
+
+def replace_organization(con: Connection, row: dict) -> int:
+    """Store the organization; the store holds one, so a row with another id replaces it."""
+    con.execute("DELETE FROM organization WHERE id <> ?", [row["id"]])
+    return _replace_reference(con, "organization", [row], ORGANIZATION_COLUMNS)
 
 
 # --------------------------------------------------------------------------- cursors, export jobs, runs

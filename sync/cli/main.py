@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 from gladly_sync.storage import outbox
+from gladly_sync.sync.cli.export_files import add_arguments as add_export_arguments
 from gladly_sync.sync.logs import configure_logging, register_credentials, scrub_text
 
 from gladly_sync import __version__
@@ -488,6 +489,12 @@ def cmd_context(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from gladly_sync.sync.cli.export_files import run_export
+
+    return run_export(args, settings, emit=emit, emit_json=emit_json)
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings | None) -> int:
     try:
         from gladly_sync.sync.cli.demo import run_demo
@@ -609,6 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
         "context", cmd_context, "a conversation with its customer, items and open actions (JSON)"
     )
     context.add_argument("conversation_id", metavar="CONV_ID")
+
+    export = command("export", cmd_export, "write the analyst tables and views as Parquet or CSV files")
+    add_export_arguments(export)
 
     demo = command(
         "demo", cmd_demo, "run the bundled Gladly simulator end to end (no credentials)", json=False

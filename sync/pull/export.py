@@ -385,15 +385,23 @@ def _after(moment: Any, end_at: datetime) -> bool:
 
 
 def refresh_references(ctx: Context, client: GladlyClient) -> dict[str, int]:
-    """Replace inboxes, agents and topics with Gladly's current lists (3 requests)."""
+    """Replace the organization, inboxes, agents and topics with Gladly's current ones (4 requests)."""
+    organization = client.get_organization()
     inboxes, agents, topics = client.list_inboxes(), client.list_agents(), client.list_topics()
     now = ctx.clock()
     with ctx.db.transaction() as con:
+        upserts.replace_organization(con, rowmaps.organization_row(organization, synced_at=now))
         upserts.replace_inboxes(con, [rowmaps.inbox_row(raw, synced_at=now) for raw in inboxes])
         upserts.replace_agents(con, [rowmaps.agent_row(raw, synced_at=now) for raw in agents])
         upserts.replace_topics(con, [rowmaps.topic_row(raw, synced_at=now) for raw in topics])
-    ctx.log.info("references_refreshed", inboxes=len(inboxes), agents=len(agents), topics=len(topics))
-    return {"inboxes": len(inboxes), "agents": len(agents), "topics": len(topics)}
+    ctx.log.info(
+        "references_refreshed",
+        organization_id=organization.get("id"),
+        inboxes=len(inboxes),
+        agents=len(agents),
+        topics=len(topics),
+    )
+    return {"organization": 1, "inboxes": len(inboxes), "agents": len(agents), "topics": len(topics)}
 
 
 def reconcile_once(ctx: Context, *, progress: Progress | None = None) -> ExportSummary:

@@ -161,6 +161,8 @@ class FakeGladly:
             if body is None:
                 return not_found("file")
             return httpx.Response(200, content=body, headers={"Content-Type": "application/x-ndjson"})
+        if path == "/organization":
+            return httpx.Response(200, json={"id": "org-acme", "name": "Acme", "timezone": "America/New_York"})
         if path == "/inboxes":
             return httpx.Response(200, json=self.inboxes)
         if path in ("/agents", "/topics"):
@@ -307,7 +309,8 @@ class TestCursor:
         assert summary.requests == 1 and summary.events_seen == 1 and summary.events_new == 0
 
     def test_reconcile_every_triggers_the_export_pass(self, env):
-        """A plain sync runs the export pass and refreshes references once reconcile_every has passed."""
+        """A plain sync runs the export pass and refreshes the organization and reference lists once
+        reconcile_every has passed."""
         env.sync()
         env.clock.advance(hours=6)
         summary = env.sync()
@@ -315,6 +318,7 @@ class TestCursor:
         assert [path for _, path, _ in env.last_calls] == [
             "/events",
             "/export/jobs",
+            "/organization",
             "/inboxes",
             "/agents",
             "/topics",

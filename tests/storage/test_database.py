@@ -12,7 +12,7 @@ import duckdb
 import pytest
 from gladly_sync.storage import schema
 from gladly_sync.storage.database import Database, lock_holder_pid
-from gladly_sync.storage.tables import SCHEMA_VERSION
+from gladly_sync.storage.tables import ANALYST_VIEWS, SCHEMA_VERSION
 
 from gladly_sync.errors import DatabaseLocked, NotFound, SchemaTooNew
 
@@ -26,6 +26,7 @@ TABLES = [
     "events",
     "export_jobs",
     "inboxes",
+    "organization",
     "outbox",
     "schema_version",
     "scope_exclusions",
@@ -101,8 +102,8 @@ class TestSchema:
             ]
             versions = table(con, "schema_version", "version")
         assert tables == TABLES
-        assert views == ["conversation_timeline", "open_conversations"]
-        assert versions == [(SCHEMA_VERSION,)]
+        assert views == sorted(ANALYST_VIEWS)
+        assert versions == [(version,) for version, _, _ in schema.MIGRATIONS]
 
     def test_parent_folders_are_created(self, tmp_path):
         """connect() creates the store's folders."""
@@ -135,18 +136,19 @@ class TestSchema:
         applied = []
 
         def add_column(con):
-            applied.append(2)
+            applied.append(2)  # the first of the two new ones
             con.execute("ALTER TABLE customers ADD COLUMN IF NOT EXISTS nickname VARCHAR")
 
         def add_view(con):
             applied.append(3)
             con.execute("CREATE OR REPLACE VIEW nicknames AS SELECT id, nickname FROM customers")
 
-        migrations = [*schema.MIGRATIONS, (2, "nickname", add_column), (3, "view", add_view)]
+        nxt = SCHEMA_VERSION + 1
+        migrations = [*schema.MIGRATIONS, (nxt, "nickname", add_column), (nxt + 1, "view", add_view)]
         with duckdb.connect(str(db.path)) as con:
-            assert schema.migrate(con, migrations) == 3
-            assert schema.migrate(con, migrations) == 3
-            assert table(con, "schema_version", "version") == [(1,), (2,), (3,)]
+            assert schema.migrate(con, migrations) == nxt + 1
+            assert schema.migrate(con, migrations) == nxt + 1
+            assert table(con, "schema_version", "version") == [(v,) for v in range(1, nxt + 2)]
             assert con.execute("SELECT * FROM nicknames").fetchall() == []
         assert applied == [2, 3]
 
@@ -161,8 +163,8 @@ class TestSchema:
 
         with duckdb.connect(str(db.path)) as con:
             with pytest.raises(RuntimeError):
-                schema.migrate(con, [*schema.MIGRATIONS, (2, "broken", broken)])
-            assert schema.stored_version(con) == 1
+                schema.migrate(con, [*schema.MIGRATIONS, (SCHEMA_VERSION + 1, "broken", broken)])
+            assert schema.stored_version(con) == SCHEMA_VERSION
             columns = [r[0] for r in con.execute("DESCRIBE customers").fetchall()]
         assert "half_done" not in columns
 

@@ -1,0 +1,74 @@
+"""``gladly-sync export --format parquet|csv --to DIR [--tables ...]``: files for BI tools.
+
+It reads the read snapshot when ``storage.snapshot_path`` is set (so it never waits for a running
+sync), else the store read-only, and writes one file per analyst table or view
+(``storage/export_files.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from gladly_sync.storage.export_files import FORMATS, RELATIONS, choose_relations, export_relations
+
+from gladly_sync.config import Settings
+from gladly_sync.errors import NotFound
+
+log = structlog.get_logger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=FORMATS, required=True, help="the file format")
+    parser.add_argument("--to", metavar="DIR", required=True, type=Path, help="the folder to write into")
+    parser.add_argument(
+        "--tables",
+        nargs="+",
+        metavar="NAME",
+        help=f"only these tables and views (default: all of {', '.join(RELATIONS)})",
+    )
+
+
+def _source(settings: Settings) -> Path:
+    """The snapshot when configured (it must have been published), else the store."""
+    snapshot = settings.storage.snapshot_path
+    if snapshot is None:
+        return Path(settings.storage.path)
+    if not Path(snapshot).exists():
+        raise NotFound(
+            f"no read snapshot at {snapshot} yet: run `gladly-sync sync` first "
+            "(export reads the snapshot when storage.snapshot_path is set)"
+        )
+    return Path(snapshot)
+
+
+def run_export(
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    emit: Callable[[str], None],
+    emit_json: Callable[[Any], None],
+) -> int:
+    from gladly_sync.storage.database import Database
+
+    relations = choose_relations(args.tables)
+    source = _source(settings)
+    db = Database(source, lock_wait_seconds=settings.storage.lock_wait_seconds)
+    with db.connect(read_only=True) as con:
+        written = export_relations(con, args.to, args.format, relations)
+    log.info("export_written", source=str(source), files=len(written), format=args.format)
+    if args.json:
+        emit_json(
+            {
+                "source": str(source),
+                "format": args.format,
+                "files": [{"table": f.relation, "path": str(f.path), "rows": f.rows} for f in written],
+            }
+        )
+    else:
+        for exported in written:
+            emit(f"{exported.path}  {exported.rows:,} rows")
+    return 0
