@@ -115,12 +115,15 @@ class World:
     def __init__(self, seed: int = 1, customers: int = 20, conversations: int = 40,
                  items_per_conversation: tuple[int, int] = (2, 8), history_days: int = 10,
                  api_email: str = DEFAULT_API_EMAIL, clock: Callable[[], datetime] | None = None,
-                 quirks: Quirks | None = None, event_lateness_seconds: float = 0.0) -> None:
+                 quirks: Quirks | None = None, event_lateness_seconds: float = 0.0,
+                 clock_offset: timedelta = timedelta()) -> None:
         self.lock = threading.RLock()
         self.seed = seed
         self.api_email = api_email
         self.quirks = quirks if quirks is not None else Quirks()
         self._clock = clock or utc_now
+        # Gladly's clock = the host's (`clock`) + this; its timestamps and Date header follow it.
+        self.clock_offset = clock_offset
         self._rng = random.Random(seed)
         self._ids = IdFactory(self._rng)
         self._events = EventLog(random.Random(f"{seed}:events"))
@@ -149,7 +152,8 @@ class World:
 
     # ----------------------------------------------------------------- time and settings
     def now(self) -> datetime:
-        return self._clock()
+        """Gladly's clock: the host's plus `clock_offset` (a skew between host and Gladly)."""
+        return self._clock() + self.clock_offset
 
     @property
     def event_lateness_seconds(self) -> float:
@@ -338,6 +342,21 @@ class World:
             if record.status == "CLOSED":
                 agent = agent_id or record.data.get("agentId") or self.human_agent_ids[0]
                 self._reopen_checked(record, self.now(), self._agent_initiator(agent))
+
+    def set_conversation_attribute(self, conversation_id: str, key: str, value: str,
+                                   agent_id: str | None = None) -> None:
+        """Set a custom attribute of the conversation (CONVERSATION/CUSTOM_ATTRIBUTE_ADDED). The
+        event carries `value` verbatim, so free text (U+2028 and friends too) reaches /events."""
+        with self.lock:
+            record = self._live_conversation(conversation_id)
+            attribute_id = self.custom_attribute_ids.setdefault(key, self._ids.new())
+            attributes = [a for a in record.data["customAttributes"] if a.get("id") != attribute_id]
+            record.data["customAttributes"] = [*attributes, {"id": attribute_id, "value": value}]
+            agent = agent_id or record.data.get("agentId") or self.human_agent_ids[0]
+            self._emit("CONVERSATION/CUSTOM_ATTRIBUTE_ADDED", self.now(), self._agent_initiator(agent), {
+                "customerId": record.data["customerId"], "conversationId": conversation_id,
+                "customAttributeId": attribute_id, "customAttributeKey": key,
+                "customAttributeValue": value})
 
     def update_profile(self, customer_id: str, **fields: Any) -> None:
         """Change profile fields, API shape (CUSTOMER_PROFILE/UPDATED)."""

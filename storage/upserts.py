@@ -513,6 +513,17 @@ def upsert_items(
     return written
 
 
+def stored_item_ids(con: Connection, ids: Iterable[str]) -> set[str]:
+    """The ones of ``ids`` that ``conversation_items`` holds."""
+    wanted = _ids(ids)
+    if not wanted:
+        return set()
+    rows = con.execute(
+        "SELECT id FROM conversation_items WHERE id IN (SELECT unnest(?::VARCHAR[]))", [wanted]
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
 def export_file_conversation_ids(con: Connection, ndjson_path: Path | str) -> list[str]:
     """The distinct ``conversationId``s of an export items file, in first-seen order."""
     rows = con.execute(

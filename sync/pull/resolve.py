@@ -7,7 +7,7 @@ scope), then the customers that became known or changed (following 301 merges), 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +19,7 @@ from gladly_sync.sync.client import GladlyClient, Moved
 from gladly_sync.sync.context import Context
 from gladly_sync.sync.pull.changes import Merge, text_or_none
 
-from gladly_sync.errors import GladlyNotFound, MalformedResponse
+from gladly_sync.errors import GladlyNotFound, MalformedResponse, Rejected
 
 BATCH = 50  # conversations per write transaction
 WORKERS = 4  # concurrent requests; the pacer sets the pace
@@ -99,7 +99,8 @@ class Tally:
     conversations_fetched: int = 0
     customers_fetched: int = 0
     skipped_inbox_filter: int = 0
-    items_limited: int = 0
+    lists_cut: int = 0  # conversations whose item list Gladly cut (Gladly-Limited-Data)
+    items_completed: int = 0  # items of cut lists read one by one because their events name them
     warnings: list[str] = field(default_factory=list)
 
     def add(self, table: str, count: int | None) -> None:
@@ -127,16 +128,30 @@ class Resolver:
     # ------------------------------------------------------------------ reading Gladly
 
     def fetch_conversations(
-        self, ids: Sequence[str], *, stored: set[str], items: bool
+        self,
+        ids: Sequence[str],
+        *,
+        stored: set[str],
+        items: bool,
+        named_items: Mapping[str, Sequence[str]] | None = None,
     ) -> list[FetchedConversation]:
-        """GET each conversation (and, in scope and with ``items``, its items); 404 gives ``None``."""
+        """GET each conversation (and, in scope and with ``items``, its items); 404 gives ``None``.
+
+        ``named_items``: per conversation, item ids its events name that the store lacks; when the
+        item list comes back cut (``Gladly-Limited-Data``), those items are fetched one by one.
+        """
         ids = [cid for cid in dict.fromkeys(ids) if cid not in self.fetched_conversations]
         self.fetched_conversations.update(ids)
-        results = list(self.pool.map(lambda cid: self._fetch_conversation(cid, cid in stored, items), ids))
+        named = named_items or {}
+        results = list(
+            self.pool.map(lambda cid: self._fetch_conversation(cid, cid in stored, items, named.get(cid, ())), ids)
+        )
         self.tally.conversations_fetched += len(results)
         return results
 
-    def _fetch_conversation(self, conversation_id: str, stored: bool, items: bool) -> FetchedConversation:
+    def _fetch_conversation(
+        self, conversation_id: str, stored: bool, items: bool, named_items: Sequence[str] = ()
+    ) -> FetchedConversation:
         fetched_at = self.ctx.clock()
         try:
             conversation = self.client.get_conversation(conversation_id)
@@ -157,7 +172,28 @@ class Resolver:
             except GladlyNotFound:  # gone between the two requests
                 return FetchedConversation(conversation_id, fetched_at, None)
             result.items, result.limited = page.items, page.limited
+            if page.limited:
+                result.items += self._complete_cut_list(conversation_id, page.items, named_items)
         return result
+
+    def _complete_cut_list(
+        self, conversation_id: str, listed: Sequence[dict[str, Any]], named_items: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The items a cut list (the oldest 1000) lacks but the conversation's events name, each
+        read with ``GET /conversation-items/{id}``. One gone meanwhile (404) or refused by the API
+        (400: a type it does not serve) is left out; the export pass repairs the rest."""
+        have = {item.get("id") for item in listed}
+        missing = [item_id for item_id in named_items if item_id not in have]
+        found = []
+        for item_id in missing:
+            try:
+                found.append(self.client.get_item(item_id))
+            except (GladlyNotFound, Rejected) as error:
+                self.ctx.log.info(
+                    "named_item_unavailable", conversation_id=conversation_id, item_id=item_id, status=error.status
+                )
+        self.tally.items_completed += len(found)
+        return found
 
     def fetch_customers(self, ids: Iterable[str]) -> list[FetchedCustomer]:
         """GET each profile, following 301s to the surviving customer; 404 leaves ``profile`` None."""
@@ -198,10 +234,15 @@ class Resolver:
         return [cid for cid in wanted if cid not in self.stored_customers]
 
     def resolve(
-        self, ids: Sequence[str], *, stored: set[str], items: bool
+        self,
+        ids: Sequence[str],
+        *,
+        stored: set[str],
+        items: bool,
+        named_items: Mapping[str, Sequence[str]] | None = None,
     ) -> tuple[list[FetchedConversation], list[FetchedCustomer]]:
         """Conversations, then the customers of the in-scope ones that the store lacks."""
-        conversations = self.fetch_conversations(ids, stored=stored, items=items)
+        conversations = self.fetch_conversations(ids, stored=stored, items=items, named_items=named_items)
         customers = self.fetch_customers(self.customers_of(conversations))
         return conversations, customers
 
@@ -242,8 +283,8 @@ class Resolver:
             if fetched.items is None:
                 continue
             if fetched.limited:
-                tally.items_limited += 1
-                self.ctx.log.warning("items_limited", conversation_id=fetched.id, items=len(fetched.items))
+                tally.lists_cut += 1
+                self.ctx.log.info("item_list_cut", conversation_id=fetched.id, items=len(fetched.items))
             count = upserts.upsert_items(
                 con,
                 fetched.items,
