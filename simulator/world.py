@@ -278,6 +278,31 @@ class World:
             self._inbound(record, content_type, text or "Hi, I need some help.", self.now())
             return record.data["id"]
 
+    def new_long_conversation(self, customer_id: str, inbox_id: str, items: int,
+                              channel: str = "SMS") -> str:
+        """A conversation of `items` messages, customer and agent in turn, one second apart and
+        ending now, each with its CONTACT/MESSAGE_* event: longer than 1000, its item list comes
+        back cut (`Gladly-Limited-Data`) and only the events name the newest items."""
+        with self.lock:
+            self._live_customer(customer_id)
+            self._known_inbox(inbox_id)
+            if self._unclosed_conversation(customer_id):
+                raise ApiError.invalid_state("customer already has an open conversation")
+            content_type = _channel(channel)
+            first = self.now() - timedelta(seconds=items)
+            record = self._start_conversation(customer_id, inbox_id, content_type, "A long thread",
+                                              first)
+            agent = self.human_agent_ids[0]
+            for number in range(items):
+                at = first + timedelta(seconds=number)
+                if number % 2 == 0:
+                    self._inbound(record, content_type, f"Customer message {number + 1}", at)
+                else:
+                    content = self._compose(record, content_type, f"Agent message {number + 1}",
+                                            inbound=False)
+                    self._agent_message(record, content, agent, at)
+            return record.data["id"]
+
     def new_message(self, conversation_id: str, text: str | None = None,
                     channel: str | None = None) -> str:
         """The customer writes again (CONTACT/MESSAGE_RECEIVED); reopens a CLOSED conversation."""
