@@ -268,11 +268,7 @@ class World:
                          text: str | None = None, subject: str | None = None) -> str:
         """A customer starts a conversation (CONVERSATION/CREATED, CONTACT/MESSAGE_RECEIVED)."""
         with self.lock:
-            self._live_customer(customer_id)
-            self._known_inbox(inbox_id)
-            if self._unclosed_conversation(customer_id):
-                raise ApiError.invalid_state("customer already has an open conversation")
-            content_type = _channel(channel)
+            content_type = self._may_start_conversation(customer_id, inbox_id, channel)
             record = self._start_conversation(customer_id, inbox_id, content_type,
                                               subject or "Question about my order", self.now())
             self._inbound(record, content_type, text or "Hi, I need some help.", self.now())
@@ -284,11 +280,7 @@ class World:
         ending now, each with its CONTACT/MESSAGE_* event: longer than 1000, its item list comes
         back cut (`Gladly-Limited-Data`) and only the events name the newest items."""
         with self.lock:
-            self._live_customer(customer_id)
-            self._known_inbox(inbox_id)
-            if self._unclosed_conversation(customer_id):
-                raise ApiError.invalid_state("customer already has an open conversation")
-            content_type = _channel(channel)
+            content_type = self._may_start_conversation(customer_id, inbox_id, channel)
             first = self.now() - timedelta(seconds=items)
             record = self._start_conversation(customer_id, inbox_id, content_type, "A long thread",
                                               first)
@@ -718,6 +710,14 @@ class World:
         if profile is None:
             raise ApiError.not_exist_single(f"customer profile [{customer_id}] does not exist")
         return profile
+
+    def _may_start_conversation(self, customer_id: str, inbox_id: str, channel: str) -> str:
+        """Gladly's checks before a customer starts a conversation; returns its content type."""
+        self._live_customer(customer_id)
+        self._known_inbox(inbox_id)
+        if self._unclosed_conversation(customer_id):
+            raise ApiError.invalid_state("customer already has an open conversation")
+        return _channel(channel)
 
     def _live_conversation(self, conversation_id: str) -> ConversationRecord:
         record = self._conversations.get(conversation_id)
