@@ -423,12 +423,15 @@ class World:
                     "sourceConversationId": source_conversation,
                     "destinationConversationId": dest_conversation})
 
-    def delete_profile(self, customer_id: str) -> None:
-        """Delete the profile with its conversations and items (CUSTOMER_PROFILE/DELETED)."""
+    def delete_profile(self, customer_id: str, still_serve_conversations: bool = False) -> None:
+        """Delete the profile with its conversations and items (CUSTOMER_PROFILE/DELETED).
+
+        `still_serve_conversations` is the fault where Gladly's erasure lags: the profile is gone
+        (404) but its conversations and items are still served, and still change."""
         with self.lock:
             self._live_customer(customer_id)
             for record in [r for r in self._conversations.values()
-                           if r.data["customerId"] == customer_id]:
+                           if r.data["customerId"] == customer_id and not still_serve_conversations]:
                 self._drop_conversation(record)
             del self._customers[customer_id]
             self._deleted_customers.add(customer_id)

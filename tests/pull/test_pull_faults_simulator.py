@@ -110,3 +110,33 @@ class TestCutItemLists:
         assert {row[0] for row in stored} == every
         [(text,)] = rows(ctx, "SELECT text FROM conversation_items WHERE id = ?", message_id)
         assert text == "Where is my parcel?"
+
+
+class TestErasure:
+    def test_an_erased_customers_conversation_served_again_is_not_written(self, tmp_path, clock):
+        """The profile is deleted but Gladly still serves its conversation, which changes again: the
+        next syncs neither restore item text nor clear deleted_at, and store nothing new of it."""
+        with simulator(clock) as sim:
+            world = sim.world
+            conversation_id = open_conversation(sim)
+            customer_id = world.conversation(conversation_id)["customerId"]
+            ctx = make_ctx(tmp_path, sim, clock)
+            clock.advance(minutes=2)
+            sync_once(ctx)
+            world.delete_profile(customer_id, still_serve_conversations=True)
+            clock.advance(minutes=5)
+            sync_once(ctx)
+            erased = rows(ctx, "SELECT id, text, raw, deleted_at FROM conversation_items WHERE conversation_id = ?",
+                          conversation_id)
+            note_id = world.add_note(conversation_id, "Customer asked to be forgotten")
+            message_id = world.new_message(conversation_id, text="One more thing")
+            clock.advance(minutes=5)
+            sync_once(ctx)
+        assert erased and all(text is None and raw is None and deleted for _, text, raw, deleted in erased)
+        assert rows(
+            ctx, "SELECT id, text, raw, deleted_at FROM conversation_items WHERE conversation_id = ?", conversation_id
+        ) == erased
+        assert rows(ctx, "SELECT count(*) FROM conversation_items WHERE id IN (?, ?)", note_id, message_id) == [(0,)]
+        assert rows(
+            ctx, "SELECT raw IS NULL, deleted_at IS NOT NULL FROM conversations WHERE id = ?", conversation_id
+        ) == [(True, True)]
