@@ -251,9 +251,25 @@ class Resolver:
     def write(self, con: Any, batch: Batch, stored: set[str]) -> None:
         """Store one batch in the open transaction ``con``. ``stored``: conversation ids in the store."""
         now = self.ctx.clock()
-        tally = self.tally
-        customer_rows, erase = [], list(batch.erase)
-        merges = list(batch.merges)
+        merges, erase = self._write_customers(con, batch, now)
+        self._write_conversations(con, batch, now)
+        self._write_gone_and_excluded(con, batch, stored, now)
+        for merge in dict.fromkeys(merges):
+            source, destination = merge.source_customer_id, merge.destination_customer_id
+            for table, count in upserts.apply_customer_merge(con, source, destination, merge.at).items():
+                self.tally.add(table, count)
+        for customer_id in dict.fromkeys(erase):
+            for table, count in upserts.erase_customer(con, customer_id, now).items():
+                self.tally.add(table, count)
+        if batch.events:
+            self.tally.add("events", upserts.insert_events(con, batch.events))
+        if batch.skipped_events:
+            upserts.remember_skipped_events(con, batch.skipped_events)
+
+    def _write_customers(self, con: Any, batch: Batch, now: datetime) -> tuple[list[Merge], list[str]]:
+        """Upsert the fetched profiles; return the merges (events and 301s) and erasures (404s of
+        stored customers, and deleted profiles) still to apply."""
+        customer_rows, erase, merges = [], list(batch.erase), list(batch.merges)
         for customer in batch.customers:
             merges += [Merge(m.old_id, m.new_id, customer.fetched_at) for m in customer.moves]
             if customer.profile is not None:
@@ -264,26 +280,27 @@ class Resolver:
                 erase.append(customer.missing_id)
         if customer_rows:
             upserts.upsert_customers(con, customer_rows)
-            tally.add("customers", len(customer_rows))
+            self.tally.add("customers", len(customer_rows))
             self.stored_customers.update(row["id"] for row in customer_rows)
+        return merges, erase
 
+    def _write_conversations(self, con: Any, batch: Batch, now: datetime) -> None:
+        """Upsert the in-scope conversations and their items (a cut list marks nothing deleted)."""
         in_scope = [c for c in batch.conversations if c.conversation is not None and c.in_scope]
         if in_scope:
-            upserts.upsert_conversations(
-                con,
-                [
-                    rowmaps.conversation_row(c.conversation, synced_at=now, source_at=c.fetched_at)
-                    for c in in_scope
-                    if c.conversation is not None
-                ],
-            )
-            tally.add("conversations", len(in_scope))
+            rows = [
+                rowmaps.conversation_row(c.conversation, synced_at=now, source_at=c.fetched_at)
+                for c in in_scope
+                if c.conversation is not None
+            ]
+            upserts.upsert_conversations(con, rows)
+            self.tally.add("conversations", len(in_scope))
             upserts.clear_exclusions(con, [c.id for c in in_scope])
         for fetched in in_scope:
             if fetched.items is None:
                 continue
             if fetched.limited:
-                tally.lists_cut += 1
+                self.tally.lists_cut += 1
                 self.ctx.log.info("item_list_cut", conversation_id=fetched.id, items=len(fetched.items))
             count = upserts.upsert_items(
                 con,
@@ -292,35 +309,21 @@ class Resolver:
                 synced_at=now,
                 complete_conversation_id=None if fetched.limited else fetched.id,
             )
-            tally.add("conversation_items", count if count is not None else len(fetched.items))
+            self.tally.add("conversation_items", count if count is not None else len(fetched.items))
 
+    def _write_gone_and_excluded(self, con: Any, batch: Batch, stored: set[str], now: datetime) -> None:
+        """Stored conversations that vanished get deleted_at; those outside the scope are remembered."""
         gone = [c.id for c in batch.conversations if c.conversation is None and c.id in stored]
         if gone:
-            tally.add("conversations", upserts.mark_conversations_deleted(con, gone, now))
+            self.tally.add("conversations", upserts.mark_conversations_deleted(con, gone, now))
         excluded = [c for c in batch.conversations if c.conversation is not None and not c.in_scope]
         if excluded:
             upserts.exclude_conversations(con, [(c.id, c.inbox_id, c.fetched_at) for c in excluded])
-            tally.skipped_inbox_filter += len(excluded)
+            self.tally.skipped_inbox_filter += len(excluded)
             for c in excluded:
                 self.ctx.log.info(
-                    "conversation_out_of_scope",
-                    conversation_id=c.id,
-                    inbox_id=c.inbox_id,
-                    stored=c.id in stored,
+                    "conversation_out_of_scope", conversation_id=c.id, inbox_id=c.inbox_id, stored=c.id in stored
                 )
-
-        for merge in dict.fromkeys(merges):
-            source, destination = merge.source_customer_id, merge.destination_customer_id
-            for table, count in upserts.apply_customer_merge(con, source, destination, merge.at).items():
-                tally.add(table, count)
-        for customer_id in dict.fromkeys(erase):
-            for table, count in upserts.erase_customer(con, customer_id, now).items():
-                tally.add(table, count)
-
-        if batch.events:
-            tally.add("events", upserts.insert_events(con, batch.events))
-        if batch.skipped_events:
-            upserts.remember_skipped_events(con, batch.skipped_events)
 
 
 def chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
