@@ -237,7 +237,7 @@ def render_sync(data: dict[str, Any]) -> str:
         lines.append("  no rows changed")
     if data.get("lists_cut"):
         lines.append(
-            f"  {data['lists_cut']} conversations' item lists were cut at 1000 by Gladly; "
+            f"  item lists cut at 1000 by Gladly: {data['lists_cut']} conversations; "
             f"{data.get('items_completed', 0)} newer items read one by one from their events"
         )
     lines += [f"warning: {warning}" for warning in data.get("warnings") or []]
