@@ -73,7 +73,8 @@ def events_pass(
     ``endAt - MARGIN``."""
     events, end_at = _poll(ctx, resolver, start_at)
     known = _read_known(ctx, resolver, events)
-    outcome = EventsOutcome(len(events), len(known.changes.events), start_at, end_at, expired_from is not None)
+    expired = expired_from is not None
+    outcome = EventsOutcome(len(events), len(known.changes.events), start_at, end_at, expired)
     ctx.log.info(
         "events_polled",
         events=len(events),

@@ -144,7 +144,9 @@ class Resolver:
         self.fetched_conversations.update(ids)
         named = named_items or {}
         results = list(
-            self.pool.map(lambda cid: self._fetch_conversation(cid, cid in stored, items, named.get(cid, ())), ids)
+            self.pool.map(
+                lambda cid: self._fetch_conversation(cid, cid in stored, items, named.get(cid, ())), ids
+            )
         )
         self.tally.conversations_fetched += len(results)
         return results
@@ -190,7 +192,10 @@ class Resolver:
                 found.append(self.client.get_item(item_id))
             except (GladlyNotFound, Rejected) as error:
                 self.ctx.log.info(
-                    "named_item_unavailable", conversation_id=conversation_id, item_id=item_id, status=error.status
+                    "named_item_unavailable",
+                    conversation_id=conversation_id,
+                    item_id=item_id,
+                    status=error.status,
                 )
         self.tally.items_completed += len(found)
         return found
@@ -322,7 +327,10 @@ class Resolver:
             self.tally.skipped_inbox_filter += len(excluded)
             for c in excluded:
                 self.ctx.log.info(
-                    "conversation_out_of_scope", conversation_id=c.id, inbox_id=c.inbox_id, stored=c.id in stored
+                    "conversation_out_of_scope",
+                    conversation_id=c.id,
+                    inbox_id=c.inbox_id,
+                    stored=c.id in stored,
                 )
 
 

@@ -3,8 +3,9 @@
 A run, in order:
 
 1. **Events pass.** Poll ``GET /events`` from the saved cursor to Gladly's now (its ``Date``
-   header is the end; the cursor trails it by a 2 min margin, so late events are re-read). Events whose id is already known (stored in ``events`` or remembered in
-   ``skipped_events``) change nothing. The new ones name the dirty conversations, customers,
+   header is the end; the cursor trails it by a 2 min margin, so late events are re-read).
+   Events whose id is already known (stored in ``events`` or remembered in ``skipped_events``)
+   change nothing. The new ones name the dirty conversations, customers,
    merges and deleted profiles (``changes.py``, pure; ``events.py`` runs the poll).
 2. **Resolve** (``resolve.py``, shared with the export pass). Each dirty conversation is read
    once (``GET /conversations/{id}``, and its items when it is in scope), then customers that
@@ -190,7 +191,9 @@ def _passes(
     summary.events_end_at = utc_iso(outcome.end_at) if outcome.end_at else None
     client = resolver.client
     if plan.export_due:
-        exported = reconcile(ctx, client, full=full or plan.fresh, since=since, progress=progress, resolver=resolver)
+        exported = reconcile(
+            ctx, client, full=full or plan.fresh, since=since, progress=progress, resolver=resolver
+        )
         summary.export_jobs = exported.jobs_processed
     if plan.reconcile_due:
         resolver.tally.rows.update(refresh_references(ctx, client))

@@ -31,9 +31,7 @@ def open_conversation(sim: Simulator) -> str:
 
 class TestEventText:
     @pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
-    def test_a_line_separator_inside_an_event_string_does_not_stop_the_sync(
-        self, tmp_path, clock, separator
-    ):
+    def test_a_line_separator_inside_an_event_string_does_not_stop_the_sync(self, tmp_path, clock, separator):
         """An event whose text holds U+2028/U+2029/U+0085 is stored like any other."""
         with simulator(clock) as sim:
             ctx = make_ctx(tmp_path, sim, clock)
@@ -45,7 +43,9 @@ class TestEventText:
             summary = sync_once(ctx)
         assert summary.events_new == 1
         [(raw,)] = rows(
-            ctx, "SELECT raw FROM events WHERE type = 'CONVERSATION/CUSTOM_ATTRIBUTE_ADDED' AND conversation_id = ?",
+            ctx,
+            "SELECT raw FROM events "
+            "WHERE type = 'CONVERSATION/CUSTOM_ATTRIBUTE_ADDED' AND conversation_id = ?",
             conversation_id,
         )
         assert value in raw
@@ -105,7 +105,9 @@ class TestCutItemLists:
         assert summary.lists_cut == 1 and summary.items_completed == 1
         assert item_gets == [f"/api/v1/conversation-items/{message_id}"]
         stored = rows(
-            ctx, "SELECT id FROM conversation_items WHERE conversation_id = ? AND deleted_at IS NULL", conversation_id
+            ctx,
+            "SELECT id FROM conversation_items WHERE conversation_id = ? AND deleted_at IS NULL",
+            conversation_id,
         )
         assert {row[0] for row in stored} == every
         [(text,)] = rows(ctx, "SELECT text FROM conversation_items WHERE id = ?", message_id)
@@ -126,17 +128,27 @@ class TestErasure:
             world.delete_profile(customer_id, still_serve_conversations=True)
             clock.advance(minutes=5)
             sync_once(ctx)
-            erased = rows(ctx, "SELECT id, text, raw, deleted_at FROM conversation_items WHERE conversation_id = ?",
-                          conversation_id)
+            erased = rows(
+                ctx,
+                "SELECT id, text, raw, deleted_at FROM conversation_items WHERE conversation_id = ?",
+                conversation_id,
+            )
             note_id = world.add_note(conversation_id, "Customer asked to be forgotten")
             message_id = world.new_message(conversation_id, text="One more thing")
             clock.advance(minutes=5)
             sync_once(ctx)
         assert erased and all(text is None and raw is None and deleted for _, text, raw, deleted in erased)
+        assert (
+            rows(
+                ctx,
+                "SELECT id, text, raw, deleted_at FROM conversation_items WHERE conversation_id = ?",
+                conversation_id,
+            )
+            == erased
+        )
         assert rows(
-            ctx, "SELECT id, text, raw, deleted_at FROM conversation_items WHERE conversation_id = ?", conversation_id
-        ) == erased
-        assert rows(ctx, "SELECT count(*) FROM conversation_items WHERE id IN (?, ?)", note_id, message_id) == [(0,)]
+            ctx, "SELECT count(*) FROM conversation_items WHERE id IN (?, ?)", note_id, message_id
+        ) == [(0,)]
         assert rows(
             ctx, "SELECT raw IS NULL, deleted_at IS NOT NULL FROM conversations WHERE id = ?", conversation_id
         ) == [(True, True)]

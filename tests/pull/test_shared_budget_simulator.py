@@ -6,13 +6,13 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from gladly_sync import Store
 from gladly_sync.simulator import Simulator
 from gladly_sync.sync.context import Context
 from gladly_sync.sync.daemon import Daemon, Job
 from gladly_sync.sync.outbox.drain import drain_once
 from gladly_sync.sync.pull.run import sync_once
 
+from gladly_sync import Store
 from gladly_sync.config import load_settings
 from tests.pull.test_pull_simulator import write_config
 

@@ -78,7 +78,8 @@ class TestLongConversation:
             with client(sim) as http:
                 listed = http.get(f"/conversations/{conversation_id}/items")
                 assert listed.headers["Gladly-Limited-Data"] == "true"
-                assert [i["id"] for i in listed.json()] == [i["id"] for i in world.items(conversation_id)[:1000]]
+                oldest = [i["id"] for i in world.items(conversation_id)[:1000]]
+                assert [i["id"] for i in listed.json()] == oldest
                 named = {e["content"]["messageId"] for e in events(http, world.now() - timedelta(hours=1))
                          if e["type"].startswith("CONTACT/MESSAGE_")
                          and e["content"]["conversationId"] == conversation_id}

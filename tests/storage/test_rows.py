@@ -469,7 +469,9 @@ class TestItemTransform:
         """The SQL marks a message with no text and no attachments as emptied (a redaction candidate)."""
         con = duckdb.connect()
         try:
-            con.execute("CREATE TEMP TABLE src AS SELECT ? AS raw, 0::BIGINT AS ord", [json.dumps(_item(content))])
+            con.execute(
+                "CREATE TEMP TABLE src AS SELECT ? AS raw, 0::BIGINT AS ord", [json.dumps(_item(content))]
+            )
             [(found,)] = con.execute(f"SELECT emptied FROM ({items_select_sql('src')})").fetchall()
         finally:
             con.close()

@@ -617,10 +617,16 @@ class TestErasureSticks:
     def test_items_listed_again_are_not_written(self, con):
         """Re-listing the erased conversation neither restores text nor clears deleted_at."""
         before = self.erased(con)
-        assert upserts.upsert_items(
-            con, [item("i1", text="my address is 1 Elm St"), item("i9")], source_at=T2, synced_at=T2,
-            complete_conversation_id="v1",
-        ) == 0
+        assert (
+            upserts.upsert_items(
+                con,
+                [item("i1", text="my address is 1 Elm St"), item("i9")],
+                source_at=T2,
+                synced_at=T2,
+                complete_conversation_id="v1",
+            )
+            == 0
+        )
         assert table(con, "conversation_items", "id, text, raw, deleted_at") == before
 
     def test_an_item_moved_away_from_the_erased_customer_is_not_written(self, con):
@@ -633,7 +639,9 @@ class TestErasureSticks:
         """The erased conversation keeps deleted_at and its blanked raw."""
         self.erased(con)
         store_conversations(con, conversation("v1", customer="c1", status="CLOSED"), at=T2)
-        assert table(con, "conversations", "id, status, raw IS NULL, deleted_at") == [("v1", "OPEN", True, T1)]
+        assert table(con, "conversations", "id, status, raw IS NULL, deleted_at") == [
+            ("v1", "OPEN", True, T1)
+        ]
 
     def test_other_customers_items_are_written(self, con):
         """The guard is per customer: everyone else's items still land."""

@@ -613,12 +613,18 @@ class TestOperations:
     def test_events_split_on_newline_only(self, gladly, client, separator):
         """A line separator other than \\n inside an event string stays part of that event."""
         events = [
-            {"id": "e1", "type": "CONVERSATION/CUSTOM_ATTRIBUTE_ADDED", "timestamp": "2024-05-01T12:00:00Z",
-             "content": {"customAttributeValue": f"line one{separator}line two"}},
+            {
+                "id": "e1",
+                "type": "CONVERSATION/CUSTOM_ATTRIBUTE_ADDED",
+                "timestamp": "2024-05-01T12:00:00Z",
+                "content": {"customAttributeValue": f"line one{separator}line two"},
+            },
             {"id": "e2", "type": "CONVERSATION/CLOSED", "timestamp": "2024-05-01T12:00:01Z", "content": {}},
         ]
         body = "".join(json.dumps(event, ensure_ascii=False) + "\n" for event in events)
-        gladly.get("/events").respond(200, content=body.encode("utf-8"), content_type="application/x-jsonlines")
+        gladly.get("/events").respond(
+            200, content=body.encode("utf-8"), content_type="application/x-jsonlines"
+        )
         now = datetime(2024, 5, 1, 13, tzinfo=UTC)
         assert client.list_events(now - timedelta(hours=1), now, ["CONVERSATION"]) == events
 
