@@ -9,6 +9,7 @@ import argparse
 import signal
 import sys
 import threading
+from datetime import timedelta
 
 from gladly_sync.simulator.organization import (
     DEFAULT_API_EMAIL,
@@ -45,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-email", default=DEFAULT_API_EMAIL)
     parser.add_argument("--api-token", default=DEFAULT_API_TOKEN)
     parser.add_argument("--event-lateness", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS",
+                        help="Gladly's clock minus the host's (timestamps and Date header)")
     parser.add_argument("--no-quirks", action="store_true",
                         help="serve only schema-valid items (no documented quirks)")
     parser.add_argument("--bulk-export-items", type=int, default=0, metavar="N",
@@ -62,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                           history_days=args.history_days, rate_limit_per_second=args.rate_limit,
                           api_email=args.api_email, api_token=args.api_token, host=args.host,
                           port=args.port, quirks=quirks,
-                          event_lateness_seconds=args.event_lateness)
+                          event_lateness_seconds=args.event_lateness,
+                          clock_offset=timedelta(seconds=args.clock_offset))
     if args.bulk_export_items:
         job = simulator.world.create_bulk_export_job(items=args.bulk_export_items,
                                                      conversations=args.bulk_export_conversations)

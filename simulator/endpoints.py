@@ -197,7 +197,8 @@ def events(world: World, request: Request) -> Response:
     if unknown:
         raise ApiError.invalid(f"entities [{unknown[0]}] is not supported", "entities")
     found = world.api_events(start, min(end, horizon), entities)
-    text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in found)
+    # UTF-8 as Gladly sends it: U+2028, U+2029, U+0085 inside strings arrive unescaped.
+    text = "".join(json.dumps(e, separators=(",", ":"), ensure_ascii=False) + "\n" for e in found)
     return Response(200, text.encode("utf-8"), JSON_LINES)
 
 

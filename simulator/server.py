@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -101,6 +101,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header on Gladly's clock (the world's, which may be offset from the host's)."""
+        if timestamp is None:
+            timestamp = self.server.simulator.world.now().timestamp()
+        return super().date_time_string(timestamp)
 
     def do_GET(self) -> None:
         self._handle()
@@ -221,11 +227,13 @@ class Simulator:
                  rate_limit_per_second: float | None = None, api_email: str = DEFAULT_API_EMAIL,
                  api_token: str = DEFAULT_API_TOKEN, host: str = "127.0.0.1", port: int = 0,
                  clock: Callable[[], datetime] | None = None, quirks: Quirks | None = None,
-                 event_lateness_seconds: float = 0.0) -> None:
+                 event_lateness_seconds: float = 0.0,
+                 clock_offset: timedelta = timedelta()) -> None:
         self.world = World(seed=seed, customers=customers, conversations=conversations,
                            items_per_conversation=items_per_conversation,
                            history_days=history_days, api_email=api_email, clock=clock,
-                           quirks=quirks, event_lateness_seconds=event_lateness_seconds)
+                           quirks=quirks, event_lateness_seconds=event_lateness_seconds,
+                           clock_offset=clock_offset)
         self.faults = Faults()
         self.limiter = RateLimiter(rate_limit_per_second)
         self.api_email = api_email

@@ -115,12 +115,15 @@ class World:
     def __init__(self, seed: int = 1, customers: int = 20, conversations: int = 40,
                  items_per_conversation: tuple[int, int] = (2, 8), history_days: int = 10,
                  api_email: str = DEFAULT_API_EMAIL, clock: Callable[[], datetime] | None = None,
-                 quirks: Quirks | None = None, event_lateness_seconds: float = 0.0) -> None:
+                 quirks: Quirks | None = None, event_lateness_seconds: float = 0.0,
+                 clock_offset: timedelta = timedelta()) -> None:
         self.lock = threading.RLock()
         self.seed = seed
         self.api_email = api_email
         self.quirks = quirks if quirks is not None else Quirks()
         self._clock = clock or utc_now
+        # Gladly's clock = the host's (`clock`) + this; its timestamps and Date header follow it.
+        self.clock_offset = clock_offset
         self._rng = random.Random(seed)
         self._ids = IdFactory(self._rng)
         self._events = EventLog(random.Random(f"{seed}:events"))
@@ -149,7 +152,8 @@ class World:
 
     # ----------------------------------------------------------------- time and settings
     def now(self) -> datetime:
-        return self._clock()
+        """Gladly's clock: the host's plus `clock_offset` (a skew between host and Gladly)."""
+        return self._clock() + self.clock_offset
 
     @property
     def event_lateness_seconds(self) -> float:
@@ -264,14 +268,31 @@ class World:
                          text: str | None = None, subject: str | None = None) -> str:
         """A customer starts a conversation (CONVERSATION/CREATED, CONTACT/MESSAGE_RECEIVED)."""
         with self.lock:
-            self._live_customer(customer_id)
-            self._known_inbox(inbox_id)
-            if self._unclosed_conversation(customer_id):
-                raise ApiError.invalid_state("customer already has an open conversation")
-            content_type = _channel(channel)
+            content_type = self._may_start_conversation(customer_id, inbox_id, channel)
             record = self._start_conversation(customer_id, inbox_id, content_type,
                                               subject or "Question about my order", self.now())
             self._inbound(record, content_type, text or "Hi, I need some help.", self.now())
+            return record.data["id"]
+
+    def new_long_conversation(self, customer_id: str, inbox_id: str, items: int,
+                              channel: str = "SMS") -> str:
+        """A conversation of `items` messages, customer and agent in turn, one second apart and
+        ending now, each with its CONTACT/MESSAGE_* event: longer than 1000, its item list comes
+        back cut (`Gladly-Limited-Data`) and only the events name the newest items."""
+        with self.lock:
+            content_type = self._may_start_conversation(customer_id, inbox_id, channel)
+            first = self.now() - timedelta(seconds=items)
+            record = self._start_conversation(customer_id, inbox_id, content_type, "A long thread",
+                                              first)
+            agent = self.human_agent_ids[0]
+            for number in range(items):
+                at = first + timedelta(seconds=number)
+                if number % 2 == 0:
+                    self._inbound(record, content_type, f"Customer message {number + 1}", at)
+                else:
+                    content = self._compose(record, content_type, f"Agent message {number + 1}",
+                                            inbound=False)
+                    self._agent_message(record, content, agent, at)
             return record.data["id"]
 
     def new_message(self, conversation_id: str, text: str | None = None,
@@ -339,6 +360,21 @@ class World:
                 agent = agent_id or record.data.get("agentId") or self.human_agent_ids[0]
                 self._reopen_checked(record, self.now(), self._agent_initiator(agent))
 
+    def set_conversation_attribute(self, conversation_id: str, key: str, value: str,
+                                   agent_id: str | None = None) -> None:
+        """Set a custom attribute of the conversation (CONVERSATION/CUSTOM_ATTRIBUTE_ADDED). The
+        event carries `value` verbatim, so free text (U+2028 and friends too) reaches /events."""
+        with self.lock:
+            record = self._live_conversation(conversation_id)
+            attribute_id = self.custom_attribute_ids.setdefault(key, self._ids.new())
+            attributes = [a for a in record.data["customAttributes"] if a.get("id") != attribute_id]
+            record.data["customAttributes"] = [*attributes, {"id": attribute_id, "value": value}]
+            agent = agent_id or record.data.get("agentId") or self.human_agent_ids[0]
+            self._emit("CONVERSATION/CUSTOM_ATTRIBUTE_ADDED", self.now(), self._agent_initiator(agent), {
+                "customerId": record.data["customerId"], "conversationId": conversation_id,
+                "customAttributeId": attribute_id, "customAttributeKey": key,
+                "customAttributeValue": value})
+
     def update_profile(self, customer_id: str, **fields: Any) -> None:
         """Change profile fields, API shape (CUSTOMER_PROFILE/UPDATED)."""
         with self.lock:
@@ -387,12 +423,15 @@ class World:
                     "sourceConversationId": source_conversation,
                     "destinationConversationId": dest_conversation})
 
-    def delete_profile(self, customer_id: str) -> None:
-        """Delete the profile with its conversations and items (CUSTOMER_PROFILE/DELETED)."""
+    def delete_profile(self, customer_id: str, still_serve_conversations: bool = False) -> None:
+        """Delete the profile with its conversations and items (CUSTOMER_PROFILE/DELETED).
+
+        `still_serve_conversations` is the fault where Gladly's erasure lags: the profile is gone
+        (404) but its conversations and items are still served, and still change."""
         with self.lock:
             self._live_customer(customer_id)
             for record in [r for r in self._conversations.values()
-                           if r.data["customerId"] == customer_id]:
+                           if r.data["customerId"] == customer_id and not still_serve_conversations]:
                 self._drop_conversation(record)
             del self._customers[customer_id]
             self._deleted_customers.add(customer_id)
@@ -674,6 +713,14 @@ class World:
         if profile is None:
             raise ApiError.not_exist_single(f"customer profile [{customer_id}] does not exist")
         return profile
+
+    def _may_start_conversation(self, customer_id: str, inbox_id: str, channel: str) -> str:
+        """Gladly's checks before a customer starts a conversation; returns its content type."""
+        self._live_customer(customer_id)
+        self._known_inbox(inbox_id)
+        if self._unclosed_conversation(customer_id):
+            raise ApiError.invalid_state("customer already has an open conversation")
+        return _channel(channel)
 
     def _live_conversation(self, conversation_id: str) -> ConversationRecord:
         record = self._conversations.get(conversation_id)

@@ -291,9 +291,12 @@ def items_select_sql(source: str) -> str:
     * ``text``: message ``content.content``; EMAIL ``subject`` + blank line + body; CONVERSATION_NOTE
       ``body`` as plain text; VOICE_AI_MESSAGE ``body``; CUSTOMER_ACTIVITY ``title`` + blank line +
       ``body``; PHONE_CALL / VOICEMAIL ``recordingSummary.summary``; NULL for any other type.
-    * ``redacted``: Gladly's redact empties the content but keeps the item. A message type with no
-      text and no attachments (EMAIL: and no subject; CHAT_MESSAGE: and no messageData), or a call /
-      voicemail whose recording is DELETED with no recordingUrl.
+    * ``redacted``: what Gladly itself says was erased: a call / voicemail whose recording is
+      DELETED with no recordingUrl.
+    * ``emptied`` (not a column; the writer reads it): a message with no text and no attachments
+      (EMAIL: and no subject; CHAT_MESSAGE: and no messageData). Gladly's redact empties an item
+      but keeps it, and sends nothing else, so an item is redacted when a version we stored with
+      a body comes back emptied; an item that was empty when first seen is just empty.
     """
     messages = _sql_list(t for t in MESSAGE_TYPES if t != "EMAIL")
     empty = "coalesce(c.{0}, '') = ''"
@@ -324,15 +327,18 @@ def items_select_sql(source: str) -> str:
                 WHEN c.type IN ({_sql_list(VOICE_TYPES)}) THEN nullif(c.recordingSummary.summary, '')
             END AS text,
             {CONTENT_SQL} AS content,
+            coalesce(
+                c.type IN ({_sql_list(VOICE_TYPES)}) AND c.recordingStatus = 'DELETED'
+                    AND {empty.format("recordingUrl")},
+                false
+            ) AS redacted,
             coalesce(CASE
                 WHEN c.type = 'EMAIL' THEN {empty.format("content")} AND {empty.format("subject")}
                     AND {no_attachments}
                 WHEN c.type = 'CHAT_MESSAGE' THEN {empty.format("content")} AND {no_attachments}
                     AND c.messageData IS NULL
                 WHEN c.type IN ({messages}) THEN {empty.format("content")} AND {no_attachments}
-                WHEN c.type IN ({_sql_list(VOICE_TYPES)}) THEN c.recordingStatus = 'DELETED'
-                    AND {empty.format("recordingUrl")}
-            END, false) AS redacted,
+            END, false) AS emptied,
             raw::JSON AS raw,
             ord
         FROM typed
@@ -361,7 +367,9 @@ def transform_items(items: list[dict]) -> list[dict]:
     con.execute("SET TimeZone = 'UTC'")
     try:
         con.register("item_source", source)
-        result = con.execute(f"SELECT * EXCLUDE (ord) FROM ({items_select_sql('item_source')}) ORDER BY ord")
+        result = con.execute(
+            f"SELECT * EXCLUDE (ord, emptied) FROM ({items_select_sql('item_source')}) ORDER BY ord"
+        )
         names = [d[0] for d in result.description]
         rows = [dict(zip(names, values, strict=True)) for values in result.fetchall()]
     finally:

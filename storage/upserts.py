@@ -472,6 +472,9 @@ def clear_exclusions(con: Connection, ids: Iterable[str]) -> int:
 # conversation_items.content is a VIRTUAL column derived from raw: never written.
 _ITEM_BODY = ("text", "redacted", "raw")
 _ALL_ITEM_COLUMNS = (*(c for c in ITEM_COLUMNS if c != "content"), "deleted_at", "synced_at", "source_at")
+# An item is redacted when Gladly says so (a deleted recording), or when a version stored with a
+# body comes back emptied: Gladly's redact empties an item and sends nothing else.
+_REDACTED = "(s.redacted OR (s.emptied AND k.had_body))"
 # Pass 1 of an items write reads only these.
 _ITEM_KEYS = json.dumps({"id": "VARCHAR", "conversationId": "VARCHAR", "customerId": "VARCHAR"})
 
@@ -512,6 +515,17 @@ def upsert_items(
             )
     con.execute("DROP TABLE IF EXISTS item_keys")
     return written
+
+
+def stored_item_ids(con: Connection, ids: Iterable[str]) -> set[str]:
+    """The ones of ``ids`` that ``conversation_items`` holds."""
+    wanted = _ids(ids)
+    if not wanted:
+        return set()
+    rows = con.execute(
+        "SELECT id FROM conversation_items WHERE id IN (SELECT unnest(?::VARCHAR[]))", [wanted]
+    ).fetchall()
+    return {row[0] for row in rows}
 
 
 def export_file_conversation_ids(con: Connection, ndjson_path: Path | str) -> list[str]:
@@ -594,7 +608,19 @@ def _write_items(
         """
         stale = "t.id IS NOT NULL AND t.source_at > $source_at"
     else:
-        scoped, stale = "SELECT id, ord, customer_id FROM k", "false"
+        # Whatever Gladly still serves, an erased customer's items are never written again: not
+        # when the item, its conversation or the stored item belongs to a deleted profile.
+        scoped = """
+            SELECT k.id, k.ord, k.customer_id FROM k
+            WHERE NOT EXISTS (
+                SELECT 1 FROM customers AS e WHERE e.deleted_at IS NOT NULL AND (
+                    e.id = k.customer_id
+                    OR e.id IN (SELECT customer_id FROM conversations WHERE id = k.conversation_id)
+                    OR e.id IN (SELECT customer_id FROM conversation_items WHERE id = k.id)
+                )
+            )
+        """
+        stale = "false"
 
     def build_keys(relation: str) -> int:
         con.execute(
@@ -609,11 +635,15 @@ def _write_items(
             ), scoped AS ({scoped})
             SELECT s.id, s.ord, s.customer_id, k.versions, t.id IS NOT NULL AS existed,
                 coalesce(t.redacted, false) AS stored_redacted, t.deleted_at AS stored_deleted_at,
-                coalesce({stale}, false) AS stale
+                coalesce({stale}, false) AS stale,
+                coalesce(NOT t.redacted AND (t.text IS NOT NULL OR t.attachments > 0), false) AS had_body
             FROM scoped AS s
             JOIN k USING (id)
-            LEFT JOIN (SELECT id, redacted, source_at, deleted_at FROM conversation_items) AS t
-                ON t.id = s.id
+            LEFT JOIN (
+                SELECT id, redacted, source_at, deleted_at, text,
+                    coalesce(json_array_length(json_extract(raw, '$.content.attachments')), 0) AS attachments
+                FROM conversation_items
+            ) AS t ON t.id = s.id
             """,
             {"source_at": source_at} if export else None,
         )
@@ -632,6 +662,7 @@ def _write_items(
     ).fetchone() or (0, 0, 0)
     values = {
         **{c: f"s.{c}" for c in ITEM_COLUMNS},
+        "redacted": _REDACTED,
         "customer_id": "k.customer_id",
         # An export keeps the item's deleted_at; the API says the item exists.
         "deleted_at": "k.stored_deleted_at" if export else "NULL::TIMESTAMPTZ",
@@ -667,12 +698,12 @@ def _update_special_items(con: Connection, joined: str, values: dict[str, str], 
         f"""
         CREATE OR REPLACE TEMP TABLE item_updates AS
         SELECT
-            CASE WHEN k.stale THEN 'redact' WHEN s.redacted THEN 'replace' ELSE 'keep_redacted' END
+            CASE WHEN k.stale THEN 'redact' WHEN {_REDACTED} THEN 'replace' ELSE 'keep_redacted' END
                 AS action,
             {", ".join(f"{values[c]} AS {c}" for c in _ALL_ITEM_COLUMNS)}
         FROM {joined}
         WHERE k.existed AND (k.stale OR k.stored_redacted)
-          AND NOT (k.stale AND (k.stored_redacted OR NOT s.redacted))
+          AND NOT (k.stale AND (k.stored_redacted OR NOT {_REDACTED}))
         """,
         times,
     )

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -48,7 +49,7 @@ from gladly_sync.errors import (
     UnknownOutcome,
 )
 
-__all__ = ["GladlyClient", "ItemsPage", "Moved", "user_agent"]
+__all__ = ["EventsPage", "GladlyClient", "ItemsPage", "Moved", "user_agent"]
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +73,14 @@ class Moved:
 
     old_id: str
     new_id: str
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    """One ``GET /events``: the events, and Gladly's clock when it answered (``Date``; None if absent)."""
+
+    events: list[dict[str, Any]]
+    served_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -262,28 +271,20 @@ class GladlyClient:
         self, start_at: datetime, end_at: datetime, entities: Sequence[str]
     ) -> list[dict[str, Any]]:
         """Events in ``[start_at, end_at]`` for ``entities`` (a repeated query parameter), oldest first."""
-        params = [("startAt", _iso(start_at)), ("endAt", _iso(end_at))]
+        return self.poll_events(start_at, entities, end_at=end_at).events
+
+    def poll_events(
+        self, start_at: datetime, entities: Sequence[str], *, end_at: datetime | None = None
+    ) -> EventsPage:
+        """Events from ``start_at`` to ``end_at`` (default: Gladly's now) for ``entities``, oldest
+        first, with Gladly's clock when it answered (its ``Date`` header), which is where the
+        page ends when no ``end_at`` is given."""
+        params = [("startAt", _iso(start_at))]
+        if end_at is not None:
+            params.append(("endAt", _iso(end_at)))
         params += [("entities", entity) for entity in entities]
         response = self._send("GET", "/events", params=params)
-        events = []
-        for number, line in enumerate(response.text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                event = jsonlib.loads(line)
-            except ValueError as exc:
-                raise _malformed(response, f"line {number} is not JSON ({exc})") from exc
-            if not isinstance(event, dict):
-                raise _malformed(response, f"line {number} is not a JSON object")
-            missing = [
-                key
-                for key in ("id", "type", "timestamp")
-                if not (event.get(key) and isinstance(event[key], str))
-            ]
-            if missing:
-                raise _malformed(response, f"line {number}: the event has no {'/'.join(missing)}")
-            events.append(event)
-        return events
+        return EventsPage(events=_event_lines(response), served_at=_served_at(response))
 
     def list_export_jobs(
         self,
@@ -569,6 +570,41 @@ def _remaining(response: httpx.Response) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _event_lines(response: httpx.Response) -> list[dict[str, Any]]:
+    """The JSON Lines body of ``GET /events``; a line that is not an event fails the page."""
+    events = []
+    # JSON Lines ends a record at "\n" only: U+2028, U+2029, U+0085 and friends are legal inside
+    # a JSON string, and str.splitlines() would cut an event in two at them.
+    for number, line in enumerate(response.text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            event = jsonlib.loads(line)
+        except ValueError as exc:
+            raise _malformed(response, f"line {number} is not JSON ({exc})") from exc
+        if not isinstance(event, dict):
+            raise _malformed(response, f"line {number} is not a JSON object")
+        missing = [
+            key for key in ("id", "type", "timestamp") if not (event.get(key) and isinstance(event[key], str))
+        ]
+        if missing:
+            raise _malformed(response, f"line {number}: the event has no {'/'.join(missing)}")
+        events.append(event)
+    return events
+
+
+def _served_at(response: httpx.Response) -> datetime | None:
+    """Gladly's clock when it answered: the ``Date`` header (RFC 9110, whole seconds), else None."""
+    value = response.headers.get("Date")
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _text(value: Any) -> str | None:

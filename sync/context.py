@@ -2,6 +2,10 @@
 
 ``sync_once(ctx)``, ``drain_once(ctx)`` and ``reconcile_once(ctx)`` take a ``Context`` and nothing
 else, so the CLI, the scheduler and the tests call the same plain functions.
+
+The rate budget belongs to the process, not to a client: ``from_settings`` builds one ``Pacer`` and
+every client the factory makes (each job's, each run's) shares it, so jobs running side by side in
+the daemon never add up to more than ``requests_per_second`` per method.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 from gladly_sync.storage.database import Database
+from gladly_sync.sync.pacer import Pacer
 
 from gladly_sync.config import Settings
 
@@ -31,12 +36,17 @@ class Context:
     client_factory: Callable[[], GladlyClient]
     clock: Callable[[], datetime] = utcnow
     log: structlog.typing.FilteringBoundLogger = field(default_factory=structlog.get_logger)
+    pacer: Pacer | None = None  # the process's one pacer, shared by every client of client_factory
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Context:
         from gladly_sync.sync.client import GladlyClient
 
         db = Database(settings.storage.path, lock_wait_seconds=settings.storage.lock_wait_seconds)
+        pacer = Pacer(settings.gladly.requests_per_second)
         return cls(
-            settings=settings, db=db, client_factory=lambda: GladlyClient.from_settings(settings.gladly)
+            settings=settings,
+            db=db,
+            client_factory=lambda: GladlyClient.from_settings(settings.gladly, pacer=pacer),
+            pacer=pacer,
         )

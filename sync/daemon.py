@@ -20,6 +20,10 @@ holds the cron job lock (``sync.joblock``) so a cron ``sync`` and the daemon's s
 
 Deadlines: each run's Gladly client stops sending after twice the job's interval (at least
 ``MIN_DEADLINE``, at most ``MAX_DEADLINE``), so a hung run cannot block its job forever.
+
+One rate budget: every run's client comes from the context's factory, so all of them share the
+context's one ``Pacer`` (``Context.from_settings``): sync, drain and reconcile running side by side
+stay within ``requests_per_second`` per method together, not each.
 """
 
 from __future__ import annotations

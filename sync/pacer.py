@@ -2,8 +2,10 @@
 
 Gladly allows 10 requests per second per HTTP method for the whole organization, shared by every
 client of the org, and answers 429 above it. ``Pacer`` spaces our requests evenly per method at
-``requests_per_second`` (no bursts), steers by ``Ratelimit-Remaining-Second`` when other clients use
-the budget, and takes a penalty after a 429. ``Backoff`` gives the full-jitter delays between retries.
+``requests_per_second`` (no bursts), steers by ``Ratelimit-Remaining-Second`` as soon as other clients
+leave us less than that, and takes a penalty after a 429. ``Backoff`` gives the full-jitter delays
+between retries. A process has ONE pacer, shared by every client it builds (``Context`` makes it), so
+the daemon's sync, drain and reconcile together stay within the share.
 """
 
 from __future__ import annotations
@@ -61,17 +63,26 @@ class Pacer:
     def observe(self, method: str, remaining: int | None) -> None:
         """Steer by Gladly's ``Ratelimit-Remaining-Second`` for a response to ``method``.
 
-        ``0`` means the org's budget for this second is spent (other clients share it), so our next
-        slot moves to one second after the earliest of our own requests sent within the last second:
-        at exactly the limit that is where it was anyway, and with others consuming it a 429 is avoided.
+        Gladly counts the org's requests per second; what is left of that second plus our own
+        requests within it is what the other clients leave us (``headroom``). As soon as that falls
+        below our share (``requests_per_second``), our next slot moves out to pace at the headroom
+        instead. ``0`` means this second is spent: our next slot moves to one second after the
+        earliest of our requests within the last second (at exactly the limit that is where it was
+        anyway). Alone at our share, the headroom never falls below it and nothing changes.
         """
-        if remaining is None or remaining > 0:
+        if remaining is None:
             return
         method = method.upper()
         with self._lock:
             now = self._clock()
             recent = [slot for slot in self._sent.get(method, ()) if now - _WINDOW < slot <= now]
-            not_before = recent[0] + _WINDOW if recent else now + self.interval
+            headroom = max(0, remaining) + len(recent)
+            if headroom >= self.requests_per_second:
+                return
+            if remaining > 0:
+                not_before = now + _WINDOW / headroom
+            else:
+                not_before = recent[0] + _WINDOW if recent else now + self.interval
             self._next_slot[method] = max(self._next_slot.get(method, now), not_before)
 
     def penalize(self, method: str, delay: float) -> None:

@@ -237,6 +237,11 @@ def render_sync(data: dict[str, Any]) -> str:
         lines += [f"  {table:<{width}}  {count:>8,}" for table, count in sorted(rows.items())]
     else:
         lines.append("  no rows changed")
+    if data.get("lists_cut"):
+        lines.append(
+            f"  item lists cut at 1000 by Gladly: {data['lists_cut']} conversations; "
+            f"{data.get('items_completed', 0)} newer items read one by one from their events"
+        )
     lines += [f"warning: {warning}" for warning in data.get("warnings") or []]
     return "\n".join(lines)
 

@@ -36,6 +36,7 @@ class Changes:
     deleted_profiles: list[str] = field(default_factory=list)
     merges: list[Merge] = field(default_factory=list)
     inbox_hints: dict[str, str] = field(default_factory=dict)
+    item_ids: dict[str, list[str]] = field(default_factory=dict)  # conversation -> items its events name
 
     def customer_ids(self) -> list[str]:
         """Every customer id the changes name (profiles, deletions, both sides of merges)."""
@@ -62,6 +63,21 @@ def event_conversation_ids(event: dict[str, Any]) -> list[str]:
     else:
         keys = ("conversationId",)
     return list(dict.fromkeys(cid for key in keys if (cid := text_or_none(content.get(key)))))
+
+
+# The event types whose content names a conversation item, and the key that holds its id
+# (Gladly's event schemas: the item is then readable at GET /conversation-items/{id}).
+ITEM_ID_KEYS = {
+    "CONTACT/MESSAGE_RECEIVED": "messageId",
+    "CONTACT/MESSAGE_SENT": "messageId",
+    "CONVERSATION/NOTE_CREATED": "noteId",
+}
+
+
+def event_item_id(event: dict[str, Any]) -> str | None:
+    """The conversation item an event names (a message received or sent, a note created), if any."""
+    key = ITEM_ID_KEYS.get(str(event.get("type", "")))
+    return text_or_none(event_content(event).get(key)) if key else None
 
 
 def event_inbox_hint(event: dict[str, Any]) -> str | None:
@@ -91,6 +107,15 @@ def _when(event: dict[str, Any]) -> datetime:
     return event_at(event) or datetime.min.replace(tzinfo=UTC)
 
 
+def _note_item(changes: Changes, event: dict[str, Any]) -> None:
+    item_id = event_item_id(event)
+    conversation_ids = event_conversation_ids(event)
+    if item_id and conversation_ids:
+        named = changes.item_ids.setdefault(conversation_ids[0], [])
+        if item_id not in named:
+            named.append(item_id)
+
+
 def collect_changes(events: Sequence[dict[str, Any]], known_ids: Iterable[str]) -> Changes:
     """The dirty sets of one poll. Events whose id is in ``known_ids`` (or repeated) change nothing;
     inbox hints come from the newest event that carries one, known or not."""
@@ -117,6 +142,7 @@ def collect_changes(events: Sequence[dict[str, Any]], known_ids: Iterable[str]) 
         changes.events.append(event)
         for conversation_id in event_conversation_ids(event):
             conversations.setdefault(conversation_id)
+        _note_item(changes, event)
         customer_id = text_or_none(content.get("customerId"))
         if kind == "CUSTOMER/MERGED":
             source = text_or_none(content.get("sourceCustomerId"))

@@ -7,7 +7,7 @@ scope), then the customers that became known or changed (following 301 merges), 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +19,7 @@ from gladly_sync.sync.client import GladlyClient, Moved
 from gladly_sync.sync.context import Context
 from gladly_sync.sync.pull.changes import Merge, text_or_none
 
-from gladly_sync.errors import GladlyNotFound, MalformedResponse
+from gladly_sync.errors import GladlyNotFound, MalformedResponse, Rejected
 
 BATCH = 50  # conversations per write transaction
 WORKERS = 4  # concurrent requests; the pacer sets the pace
@@ -99,7 +99,8 @@ class Tally:
     conversations_fetched: int = 0
     customers_fetched: int = 0
     skipped_inbox_filter: int = 0
-    items_limited: int = 0
+    lists_cut: int = 0  # conversations whose item list Gladly cut (Gladly-Limited-Data)
+    items_completed: int = 0  # items of cut lists read one by one because their events name them
     warnings: list[str] = field(default_factory=list)
 
     def add(self, table: str, count: int | None) -> None:
@@ -127,16 +128,32 @@ class Resolver:
     # ------------------------------------------------------------------ reading Gladly
 
     def fetch_conversations(
-        self, ids: Sequence[str], *, stored: set[str], items: bool
+        self,
+        ids: Sequence[str],
+        *,
+        stored: set[str],
+        items: bool,
+        named_items: Mapping[str, Sequence[str]] | None = None,
     ) -> list[FetchedConversation]:
-        """GET each conversation (and, in scope and with ``items``, its items); 404 gives ``None``."""
+        """GET each conversation (and, in scope and with ``items``, its items); 404 gives ``None``.
+
+        ``named_items``: per conversation, item ids its events name that the store lacks; when the
+        item list comes back cut (``Gladly-Limited-Data``), those items are fetched one by one.
+        """
         ids = [cid for cid in dict.fromkeys(ids) if cid not in self.fetched_conversations]
         self.fetched_conversations.update(ids)
-        results = list(self.pool.map(lambda cid: self._fetch_conversation(cid, cid in stored, items), ids))
+        named = named_items or {}
+        results = list(
+            self.pool.map(
+                lambda cid: self._fetch_conversation(cid, cid in stored, items, named.get(cid, ())), ids
+            )
+        )
         self.tally.conversations_fetched += len(results)
         return results
 
-    def _fetch_conversation(self, conversation_id: str, stored: bool, items: bool) -> FetchedConversation:
+    def _fetch_conversation(
+        self, conversation_id: str, stored: bool, items: bool, named_items: Sequence[str] = ()
+    ) -> FetchedConversation:
         fetched_at = self.ctx.clock()
         try:
             conversation = self.client.get_conversation(conversation_id)
@@ -157,7 +174,31 @@ class Resolver:
             except GladlyNotFound:  # gone between the two requests
                 return FetchedConversation(conversation_id, fetched_at, None)
             result.items, result.limited = page.items, page.limited
+            if page.limited:
+                result.items += self._complete_cut_list(conversation_id, page.items, named_items)
         return result
+
+    def _complete_cut_list(
+        self, conversation_id: str, listed: Sequence[dict[str, Any]], named_items: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The items a cut list (the oldest 1000) lacks but the conversation's events name, each
+        read with ``GET /conversation-items/{id}``. One gone meanwhile (404) or refused by the API
+        (400: a type it does not serve) is left out; the export pass repairs the rest."""
+        have = {item.get("id") for item in listed}
+        missing = [item_id for item_id in named_items if item_id not in have]
+        found = []
+        for item_id in missing:
+            try:
+                found.append(self.client.get_item(item_id))
+            except (GladlyNotFound, Rejected) as error:
+                self.ctx.log.info(
+                    "named_item_unavailable",
+                    conversation_id=conversation_id,
+                    item_id=item_id,
+                    status=error.status,
+                )
+        self.tally.items_completed += len(found)
+        return found
 
     def fetch_customers(self, ids: Iterable[str]) -> list[FetchedCustomer]:
         """GET each profile, following 301s to the surviving customer; 404 leaves ``profile`` None."""
@@ -198,10 +239,15 @@ class Resolver:
         return [cid for cid in wanted if cid not in self.stored_customers]
 
     def resolve(
-        self, ids: Sequence[str], *, stored: set[str], items: bool
+        self,
+        ids: Sequence[str],
+        *,
+        stored: set[str],
+        items: bool,
+        named_items: Mapping[str, Sequence[str]] | None = None,
     ) -> tuple[list[FetchedConversation], list[FetchedCustomer]]:
         """Conversations, then the customers of the in-scope ones that the store lacks."""
-        conversations = self.fetch_conversations(ids, stored=stored, items=items)
+        conversations = self.fetch_conversations(ids, stored=stored, items=items, named_items=named_items)
         customers = self.fetch_customers(self.customers_of(conversations))
         return conversations, customers
 
@@ -210,9 +256,25 @@ class Resolver:
     def write(self, con: Any, batch: Batch, stored: set[str]) -> None:
         """Store one batch in the open transaction ``con``. ``stored``: conversation ids in the store."""
         now = self.ctx.clock()
-        tally = self.tally
-        customer_rows, erase = [], list(batch.erase)
-        merges = list(batch.merges)
+        merges, erase = self._write_customers(con, batch, now)
+        self._write_conversations(con, batch, now)
+        self._write_gone_and_excluded(con, batch, stored, now)
+        for merge in dict.fromkeys(merges):
+            source, destination = merge.source_customer_id, merge.destination_customer_id
+            for table, count in upserts.apply_customer_merge(con, source, destination, merge.at).items():
+                self.tally.add(table, count)
+        for customer_id in dict.fromkeys(erase):
+            for table, count in upserts.erase_customer(con, customer_id, now).items():
+                self.tally.add(table, count)
+        if batch.events:
+            self.tally.add("events", upserts.insert_events(con, batch.events))
+        if batch.skipped_events:
+            upserts.remember_skipped_events(con, batch.skipped_events)
+
+    def _write_customers(self, con: Any, batch: Batch, now: datetime) -> tuple[list[Merge], list[str]]:
+        """Upsert the fetched profiles; return the merges (events and 301s) and erasures (404s of
+        stored customers, and deleted profiles) still to apply."""
+        customer_rows, erase, merges = [], list(batch.erase), list(batch.merges)
         for customer in batch.customers:
             merges += [Merge(m.old_id, m.new_id, customer.fetched_at) for m in customer.moves]
             if customer.profile is not None:
@@ -223,27 +285,28 @@ class Resolver:
                 erase.append(customer.missing_id)
         if customer_rows:
             upserts.upsert_customers(con, customer_rows)
-            tally.add("customers", len(customer_rows))
+            self.tally.add("customers", len(customer_rows))
             self.stored_customers.update(row["id"] for row in customer_rows)
+        return merges, erase
 
+    def _write_conversations(self, con: Any, batch: Batch, now: datetime) -> None:
+        """Upsert the in-scope conversations and their items (a cut list marks nothing deleted)."""
         in_scope = [c for c in batch.conversations if c.conversation is not None and c.in_scope]
         if in_scope:
-            upserts.upsert_conversations(
-                con,
-                [
-                    rowmaps.conversation_row(c.conversation, synced_at=now, source_at=c.fetched_at)
-                    for c in in_scope
-                    if c.conversation is not None
-                ],
-            )
-            tally.add("conversations", len(in_scope))
+            rows = [
+                rowmaps.conversation_row(c.conversation, synced_at=now, source_at=c.fetched_at)
+                for c in in_scope
+                if c.conversation is not None
+            ]
+            upserts.upsert_conversations(con, rows)
+            self.tally.add("conversations", len(in_scope))
             upserts.clear_exclusions(con, [c.id for c in in_scope])
         for fetched in in_scope:
             if fetched.items is None:
                 continue
             if fetched.limited:
-                tally.items_limited += 1
-                self.ctx.log.warning("items_limited", conversation_id=fetched.id, items=len(fetched.items))
+                self.tally.lists_cut += 1
+                self.ctx.log.info("item_list_cut", conversation_id=fetched.id, items=len(fetched.items))
             count = upserts.upsert_items(
                 con,
                 fetched.items,
@@ -251,15 +314,17 @@ class Resolver:
                 synced_at=now,
                 complete_conversation_id=None if fetched.limited else fetched.id,
             )
-            tally.add("conversation_items", count if count is not None else len(fetched.items))
+            self.tally.add("conversation_items", count if count is not None else len(fetched.items))
 
+    def _write_gone_and_excluded(self, con: Any, batch: Batch, stored: set[str], now: datetime) -> None:
+        """Stored conversations that vanished get deleted_at; those outside the scope are remembered."""
         gone = [c.id for c in batch.conversations if c.conversation is None and c.id in stored]
         if gone:
-            tally.add("conversations", upserts.mark_conversations_deleted(con, gone, now))
+            self.tally.add("conversations", upserts.mark_conversations_deleted(con, gone, now))
         excluded = [c for c in batch.conversations if c.conversation is not None and not c.in_scope]
         if excluded:
             upserts.exclude_conversations(con, [(c.id, c.inbox_id, c.fetched_at) for c in excluded])
-            tally.skipped_inbox_filter += len(excluded)
+            self.tally.skipped_inbox_filter += len(excluded)
             for c in excluded:
                 self.ctx.log.info(
                     "conversation_out_of_scope",
@@ -267,19 +332,6 @@ class Resolver:
                     inbox_id=c.inbox_id,
                     stored=c.id in stored,
                 )
-
-        for merge in dict.fromkeys(merges):
-            source, destination = merge.source_customer_id, merge.destination_customer_id
-            for table, count in upserts.apply_customer_merge(con, source, destination, merge.at).items():
-                tally.add(table, count)
-        for customer_id in dict.fromkeys(erase):
-            for table, count in upserts.erase_customer(con, customer_id, now).items():
-                tally.add(table, count)
-
-        if batch.events:
-            tally.add("events", upserts.insert_events(con, batch.events))
-        if batch.skipped_events:
-            upserts.remember_skipped_events(con, batch.skipped_events)
 
 
 def chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

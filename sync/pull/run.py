@@ -2,16 +2,18 @@
 
 A run, in order:
 
-1. **Events pass.** Poll ``GET /events`` from the saved cursor (an overlap of Gladly's 15 s
-   lateness) to now. Events whose id is already known (stored in ``events`` or remembered in
-   ``skipped_events``) change nothing. The new ones name the dirty conversations, customers,
+1. **Events pass.** Poll ``GET /events`` from the saved cursor to Gladly's now (its ``Date``
+   header is the end; the cursor trails it by a 2 min margin, so late events are re-read).
+   Events whose id is already known (stored in ``events`` or remembered in ``skipped_events``)
+   change nothing. The new ones name the dirty conversations, customers,
    merges and deleted profiles (``changes.py``, pure; ``events.py`` runs the poll).
 2. **Resolve** (``resolve.py``, shared with the export pass). Each dirty conversation is read
    once (``GET /conversations/{id}``, and its items when it is in scope), then customers that
    became known and customers that changed (``GET /customer-profiles/{id}``, following 301 merges).
    Work is written in short transactions of ``BATCH`` conversations; each stores the events it
-   covers, so a failed run loses nothing and a retry does not redo what was stored. The events
-   cursor moves only in the last transaction, to ``endAt - 15 s``, also when no event came.
+   covers, so a failed run loses nothing and a retry does not redo what was stored. A conversation
+   whose item list Gladly cut at 1000 is completed from the item ids its events name. The events
+   cursor moves only in the last transaction, to ``endAt - 2 min``, also when no event came.
 3. **Export pass** (``export.py``) when the store is fresh, on ``--full``/``--since``, after a
    cursor fell out of Gladly's 24 h window, or when ``reconcile_every`` has passed: backfill and
    gap repair from export jobs, then the reference lists. It counts as a reconcile pass.
@@ -60,7 +62,8 @@ class SyncSummary:
     conversations_fetched: int = 0
     customers_fetched: int = 0
     skipped_inbox_filter: int = 0
-    items_limited: int = 0
+    lists_cut: int = 0
+    items_completed: int = 0
     requests: int = 0
     rate_limited: int = 0
     duration_seconds: float = 0.0
@@ -95,27 +98,23 @@ def check_since(since: datetime, now: datetime) -> datetime:
     return since
 
 
-def sync_once(
-    ctx: Context,
-    *,
-    full: bool = False,
-    since: datetime | None = None,
-    progress: Callable[[dict[str, Any]], None] | None = None,
-) -> SyncSummary:
-    """One incremental pull (plus backfill / gap repair when due); returns what it did.
+@dataclass(frozen=True)
+class _Plan:
+    """Where one run's events poll starts and which export work is due."""
 
-    ``progress`` receives the export pass's counts (jobs, items, conversations resolved, an
-    estimate from the rate budget) as they change, for a progress bar.
-    """
+    mode: Mode
+    start_at: datetime
+    fresh: bool
+    expired_from: datetime | None
+    reconcile_due: bool
+    export_due: bool
 
-    started = time.monotonic()
-    now = ctx.clock()
-    if since is not None:
-        since = check_since(since, now)
+
+def plan_run(ctx: Context, now: datetime, *, full: bool, since: datetime | None) -> _Plan:
+    """The poll's start (cursor, ``--since``, or 23 h back) and whether export/reconcile are due."""
     with ctx.db.connect() as con:
         cursor = _parse_cursor(upserts.load_cursor(con, EVENTS_STREAM))
         last_reconcile = _parse_cursor(upserts.load_cursor(con, RECONCILE_STREAM))
-
     fresh = cursor is None
     mode: Mode = "full" if (full or fresh) else ("since" if since is not None else "incremental")
     expired_from = None
@@ -134,55 +133,100 @@ def sync_once(
         or last_reconcile is None
         or now - last_reconcile >= ctx.settings.schedule.reconcile_every
     )
-    export_due = reconcile_due or since is not None
+    return _Plan(mode, start_at, fresh, expired_from, reconcile_due, reconcile_due or since is not None)
 
+
+def sync_once(
+    ctx: Context,
+    *,
+    full: bool = False,
+    since: datetime | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> SyncSummary:
+    """One incremental pull (plus backfill / gap repair when due); returns what it did.
+
+    ``progress`` receives the export pass's counts (jobs, items, conversations resolved, an
+    estimate from the rate budget) as they change, for a progress bar.
+    """
+    started = time.monotonic()
+    now = ctx.clock()
+    if since is not None:
+        since = check_since(since, now)
+    plan = plan_run(ctx, now, full=full, since=since)
     with run_job(ctx, "sync") as run, ctx.client_factory() as client, ThreadPoolExecutor(WORKERS) as pool:
-        summary = SyncSummary(run_id=run.run_id, mode=mode)
+        summary = SyncSummary(run_id=run.run_id, mode=plan.mode)
         tally = Tally()
         resolver = Resolver(ctx, client, tally, pool)
-        log = ctx.log.bind(mode=mode)
-        if expired_from is not None:
-            warning = (
-                f"the events cursor {utc_iso(expired_from)} is older than Gladly's 24 h window; "
-                f"restarting at {utc_iso(start_at)} and repairing the gap from export jobs"
-            )
-            log.warning("events_cursor_expired", cursor=utc_iso(expired_from), restart_at=utc_iso(start_at))
-            tally.warnings.append(warning)
+        log = ctx.log.bind(mode=plan.mode)
+        if plan.expired_from is not None:
+            _warn_expired(log, tally, plan)
         try:
-            outcome = events_pass(
-                ctx, resolver, start_at=start_at, end_at=now, expired_from=expired_from, fresh=fresh
-            )
-            summary.events_seen, summary.events_new = outcome.seen, outcome.new
-            summary.events_start_at, summary.events_end_at = utc_iso(start_at), utc_iso(now)
-            if export_due:
-                exported = reconcile(
-                    ctx, client, full=full or fresh, since=since, progress=progress, resolver=resolver
-                )
-                summary.export_jobs = exported.jobs_processed
-            if reconcile_due:
-                tally.rows.update(refresh_references(ctx, client))
-                with ctx.db.transaction() as con:
-                    upserts.save_cursor(con, RECONCILE_STREAM, utc_iso(now), ctx.clock())
-                summary.reconciled = True
+            _passes(ctx, resolver, plan, summary, now=now, full=full, since=since, progress=progress)
         finally:
             _fill(summary, run, tally, client, started)
         if ctx.settings.storage.snapshot_path is not None:
             ctx.db.publish_snapshot(ctx.settings.storage.snapshot_path)
         summary.duration_seconds = round(time.monotonic() - started, 3)
-        log.info(
-            "sync_finished",
-            rows=summary.rows,
-            events=summary.events_seen,
-            new_events=summary.events_new,
-            conversations=summary.conversations_fetched,
-            customers=summary.customers_fetched,
-            skipped_inbox_filter=summary.skipped_inbox_filter,
-            requests=summary.requests,
-            rate_limited=summary.rate_limited,
-            export_jobs=summary.export_jobs,
-            duration_seconds=summary.duration_seconds,
-        )
+        _log_finished(log, summary)
     return summary
+
+
+def _passes(
+    ctx: Context,
+    resolver: Resolver,
+    plan: _Plan,
+    summary: SyncSummary,
+    *,
+    now: datetime,
+    full: bool,
+    since: datetime | None,
+    progress: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    """The events pass, then the export pass and the reference lists when they are due."""
+    outcome = events_pass(
+        ctx, resolver, start_at=plan.start_at, expired_from=plan.expired_from, fresh=plan.fresh
+    )
+    summary.events_seen, summary.events_new = outcome.seen, outcome.new
+    summary.events_start_at = utc_iso(plan.start_at)
+    summary.events_end_at = utc_iso(outcome.end_at) if outcome.end_at else None
+    client = resolver.client
+    if plan.export_due:
+        exported = reconcile(
+            ctx, client, full=full or plan.fresh, since=since, progress=progress, resolver=resolver
+        )
+        summary.export_jobs = exported.jobs_processed
+    if plan.reconcile_due:
+        resolver.tally.rows.update(refresh_references(ctx, client))
+        with ctx.db.transaction() as con:
+            upserts.save_cursor(con, RECONCILE_STREAM, utc_iso(now), ctx.clock())
+        summary.reconciled = True
+
+
+def _warn_expired(log: Any, tally: Tally, plan: _Plan) -> None:
+    assert plan.expired_from is not None
+    tally.warnings.append(
+        f"the events cursor {utc_iso(plan.expired_from)} is older than Gladly's 24 h window; "
+        f"restarting at {utc_iso(plan.start_at)} and repairing the gap from export jobs"
+    )
+    log.warning("events_cursor_expired", cursor=utc_iso(plan.expired_from), restart_at=utc_iso(plan.start_at))
+
+
+def _log_finished(log: Any, summary: SyncSummary) -> None:
+    log.info(
+        "sync_finished",
+        rows=summary.rows,
+        events=summary.events_seen,
+        new_events=summary.events_new,
+        conversations=summary.conversations_fetched,
+        customers=summary.customers_fetched,
+        skipped_inbox_filter=summary.skipped_inbox_filter,
+        lists_cut=summary.lists_cut,
+        items_completed=summary.items_completed,
+        requests=summary.requests,
+        rate_limited=summary.rate_limited,
+        export_jobs=summary.export_jobs,
+        duration_seconds=summary.duration_seconds,
+    )
 
 
 def _fill(summary: SyncSummary, run: RunHandle, tally: Tally, client: GladlyClient, started: float) -> None:
@@ -190,7 +234,8 @@ def _fill(summary: SyncSummary, run: RunHandle, tally: Tally, client: GladlyClie
     summary.conversations_fetched = tally.conversations_fetched
     summary.customers_fetched = tally.customers_fetched
     summary.skipped_inbox_filter = tally.skipped_inbox_filter
-    summary.items_limited = tally.items_limited
+    summary.lists_cut = tally.lists_cut
+    summary.items_completed = tally.items_completed
     summary.warnings = list(tally.warnings)
     summary.requests, summary.rate_limited = client.requests, client.rate_limited
     summary.duration_seconds = round(time.monotonic() - started, 3)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,8 @@ class FakeGladly:
         default_factory=lambda: [{"id": "in-a", "name": "A"}, {"id": "in-b", "name": "B"}]
     )
     calls: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
+    clock: Callable[[], datetime] | None = None  # the host's clock; Gladly's is it + ``offset``
+    offset: timedelta = timedelta()
 
     def conversation(self, cid: str, customer: str, inbox: str = "in-a", **extra: Any) -> dict[str, Any]:
         self.conversations[cid] = {
@@ -127,7 +131,13 @@ class FakeGladly:
             body = self.events_body
             if body is None:
                 body = "".join(json.dumps(e) + "\n" for e in self.events)
-            return httpx.Response(200, text=body, headers={"Content-Type": "application/x-jsonlines"})
+            headers = {"Content-Type": "application/x-jsonlines"}
+            if self.clock is not None:
+                headers["Date"] = format_datetime(self.clock() + self.offset, usegmt=True)
+            return httpx.Response(200, text=body, headers=headers)
+        if match := re.fullmatch(r"/conversation-items/([^/]+)", path):
+            found = [i for items in self.items.values() for i in items if i["id"] == match.group(1)]
+            return httpx.Response(200, json=found[0]) if found else not_found("conversation item")
         if match := re.fullmatch(r"/conversations/([^/]+)/items", path):
             cid = match.group(1)
             if cid in self.items_body:
@@ -232,9 +242,9 @@ def make_env(
         )
     )
     settings = load_settings(config, environ={})
-    gladly = FakeGladly()
-    router.route(path__regex=r".*").mock(side_effect=gladly.handle)
     clock = Clock()
+    gladly = FakeGladly(clock=clock)
+    router.route(path__regex=r".*").mock(side_effect=gladly.handle)
 
     def client() -> GladlyClient:
         return GladlyClient(settings.gladly, pacer=Pacer(1000.0, sleep=lambda _: None), sleep=lambda _: None)
@@ -274,31 +284,48 @@ def seed_one(env: Env) -> None:
 
 
 class TestCursor:
-    def test_fresh_store_polls_23_hours_back_and_saves_end_minus_15s(self, env):
-        """The first poll starts 23 h back with the four entities; the cursor becomes endAt - 15 s."""
+    def test_fresh_store_polls_23_hours_back_and_saves_gladlys_end_minus_2_minutes(self, env):
+        """The first poll starts 23 h back with the four entities and no endAt; the cursor becomes
+        Gladly's Date minus 2 min."""
         summary = env.sync()
         polls = [params for _, path, params in env.last_calls if path == "/events"]
         assert polls == [
             {
                 "startAt": [iso(T0 - timedelta(hours=23))],
-                "endAt": [iso(T0)],
                 "entities": ["CONVERSATION", "CONTACT", "CUSTOMER", "CUSTOMER_PROFILE"],
             }
         ]
-        assert datetime.fromisoformat(env.cursor()) == T0 - timedelta(seconds=15)
+        assert datetime.fromisoformat(env.cursor()) == T0 - timedelta(minutes=2)
         assert summary.mode == "full" and summary.reconciled
+        assert summary.events_end_at == iso(T0).replace(".000Z", "+00:00")
         assert datetime.fromisoformat(env.cursor("reconcile")) == T0
 
     def test_cursor_moves_on_a_quiet_poll_and_the_next_poll_overlaps(self, env):
-        """With no events the cursor still moves to endAt - 15 s; the next poll starts there."""
+        """With no events the cursor still moves to endAt - 2 min; the next poll starts there."""
         env.sync()
         now = env.clock.advance(minutes=5)
         summary = env.sync()
         assert [params["startAt"] for _, path, params in env.last_calls if path == "/events"] == [
-            [iso(T0 - timedelta(seconds=15))]
+            [iso(T0 - timedelta(minutes=2))]
         ]
-        assert datetime.fromisoformat(env.cursor()) == now - timedelta(seconds=15)
+        assert datetime.fromisoformat(env.cursor()) == now - timedelta(minutes=2)
         assert summary.mode == "incremental" and summary.requests == 1 and not summary.reconciled
+
+    @pytest.mark.parametrize("skew", [timedelta(minutes=-10), timedelta(minutes=7)])
+    def test_the_end_is_gladlys_clock_not_the_hosts(self, env, skew):
+        """With the host clock off from Gladly's, the cursor follows the Date header of the events
+        response: Gladly's now minus 2 min."""
+        env.gladly.offset = skew
+        env.sync()
+        assert datetime.fromisoformat(env.cursor()) == T0 + skew - timedelta(minutes=2)
+
+    def test_without_a_date_header_the_host_clock_is_the_end(self, env):
+        """No Date header: the host's clock stands in, with a warning, and the margin still applies."""
+        env.gladly.clock = None
+        with capture_logs() as logs:
+            env.sync()
+        assert datetime.fromisoformat(env.cursor()) == T0 - timedelta(minutes=2)
+        assert any(log["event"] == "events_date_missing" for log in logs)
 
     def test_a_quiet_run_makes_one_request(self, env):
         """A no-change incremental run with no reconcile due is just the events poll."""
@@ -393,8 +420,9 @@ class TestIncremental:
         raw = env.rows("SELECT raw FROM conversation_items WHERE id = 'i1'")[0][0]
         assert "hello" not in raw
 
-    def test_limited_items_are_logged_and_counted(self, env):
-        """Gladly-Limited-Data: what came is stored, the run says so, and nothing is marked deleted."""
+    def test_a_cut_item_list_is_completed_from_the_items_its_events_name(self, env):
+        """Gladly-Limited-Data: the listed items are stored, the items the events name that the list
+        lacks are read one by one, nothing is marked deleted, and the run counts the cut list."""
         env.gladly.customer("u1")
         env.gladly.conversation("c1", "u1")
         env.gladly.message("c1", "i1", "one")
@@ -402,8 +430,28 @@ class TestIncremental:
         env.gladly.event("e1", "CONVERSATION/CREATED", T0 - timedelta(minutes=1), conversationId="c1")
         with capture_logs() as logs:
             summary = env.sync()
-        assert summary.items_limited == 1
-        assert any(log["event"] == "items_limited" and log["conversation_id"] == "c1" for log in logs)
+        assert summary.lists_cut == 1 and summary.items_completed == 0
+        assert any(log["event"] == "item_list_cut" and log["conversation_id"] == "c1" for log in logs)
+
+        newer = env.gladly.message("c1", "i2", "the newest")
+        env.gladly.items["c1"].remove(newer)  # beyond the cut: only GET /conversation-items/i2 has it
+        env.gladly.items["elsewhere"] = [newer]
+        env.gladly.event(
+            "e2", "CONTACT/MESSAGE_RECEIVED", T0 + timedelta(minutes=1), conversationId="c1", messageId="i2"
+        )
+        env.gladly.event(  # names a stored item: no request for it
+            "e3", "CONTACT/MESSAGE_SENT", T0 + timedelta(minutes=2), conversationId="c1", messageId="i1"
+        )
+        env.clock.advance(minutes=5)
+        summary = env.sync()
+        assert summary.lists_cut == 1 and summary.items_completed == 1
+        assert [path for _, path, _ in env.last_calls if path.startswith("/conversation-items/")] == [
+            "/conversation-items/i2"
+        ]
+        assert env.rows("SELECT id, text, deleted_at FROM conversation_items ORDER BY id") == [
+            ("i1", "one", None),
+            ("i2", "the newest", None),
+        ]
 
     def test_snapshot_is_published_after_a_successful_run(self, tmp_path, router):
         env = make_env(tmp_path, router, snapshot=True)
@@ -665,7 +713,7 @@ class TestWindow:
         assert summary.warnings and summary.reconciled
         gaps = json.loads(env.cursor("gaps"))
         assert [[datetime.fromisoformat(s), datetime.fromisoformat(e)] for s, e in gaps] == [
-            [T0 - timedelta(seconds=15), env.clock.now - timedelta(hours=23)]
+            [T0 - timedelta(minutes=2), env.clock.now - timedelta(hours=23)]
         ]
         # An export job covering the gap repairs it.
         env.gladly.jobs = [

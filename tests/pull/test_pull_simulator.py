@@ -52,8 +52,16 @@ class SharedClock:
         self.offset += timedelta(**delta)
 
 
-def make_ctx(tmp_path: Path, sim: Simulator, clock: SharedClock, *, ingest: tuple[str, ...] = ()) -> Context:
-    config = tmp_path / "config.yaml"
+def write_config(
+    folder: Path,
+    sim: Simulator,
+    *,
+    ingest: tuple[str, ...] = (),
+    requests_per_second: float = 500,
+    escalation: str | None = None,
+) -> Path:
+    """A config for the simulator: its URL and credentials, a store in ``folder``, no snapshot."""
+    config = folder / "config.yaml"
     config.write_text(
         "\n".join(
             [
@@ -62,16 +70,21 @@ def make_ctx(tmp_path: Path, sim: Simulator, clock: SharedClock, *, ingest: tupl
                 f"  email: {DEFAULT_API_EMAIL}",
                 f"  api_token: {DEFAULT_API_TOKEN}",
                 f"  base_url: {sim.base_url}",
-                "  requests_per_second: 500",
+                f"  requests_per_second: {requests_per_second}",
                 "inboxes:",
                 f"  ingest: {json.dumps(list(ingest))}",
+                f"  escalation: {json.dumps(escalation)}",
                 "storage:",
                 "  path: store.duckdb",
                 "  snapshot_path: null",
             ]
         )
     )
-    settings = load_settings(config, environ={})
+    return config
+
+
+def make_ctx(tmp_path: Path, sim: Simulator, clock: SharedClock, *, ingest: tuple[str, ...] = ()) -> Context:
+    settings = load_settings(write_config(tmp_path, sim, ingest=ingest), environ={})
     return Context(
         settings=settings,
         db=Database(settings.storage.path),

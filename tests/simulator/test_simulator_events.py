@@ -26,7 +26,7 @@ def poll(client: httpx.Client, start: datetime, end: datetime | None = None,
     response = client.get("/events", params=params)
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "application/x-jsonlines"
-    return [json.loads(line) for line in response.text.splitlines()]
+    return [json.loads(line) for line in response.text.split("\n") if line]
 
 
 class TestWindow:

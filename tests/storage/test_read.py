@@ -80,12 +80,21 @@ def seed(con) -> None:
                 "customerId": "c1",
                 "timestamp": "2024-04-01T10:06:00Z",
                 "initiator": {"id": "c1", "type": "CUSTOMER"},
-                "content": {"type": "SMS", "content": ""},
+                "content": {"type": "SMS", "content": "my card is 4111"},
             },
         ],
         source_at=T1,
         synced_at=T1,
     )
+    redacted = {
+        "id": "i3",
+        "conversationId": "v1",
+        "customerId": "c1",
+        "timestamp": "2024-04-01T10:06:00Z",
+        "initiator": {"id": "c1", "type": "CUSTOMER"},
+        "content": {"type": "SMS", "content": ""},
+    }
+    upserts.upsert_items(con, [redacted], source_at=T1, synced_at=T1)  # listed again, emptied
     outbox_rows = [
         ("o1", "reply", "pending", "Thanks!", "k1", 1),
         ("o2", "note", "sent", "done", None, 2),

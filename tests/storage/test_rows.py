@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
+import duckdb
 import pytest
 from gladly_sync.storage.rows import (
     agent_row,
@@ -12,6 +14,7 @@ from gladly_sync.storage.rows import (
     event_row,
     export_customer_row,
     inbox_row,
+    items_select_sql,
     parse_timestamp,
     topic_row,
     transform_items,
@@ -420,6 +423,31 @@ class TestItemTransform:
     @pytest.mark.parametrize(
         ("content", "redacted"),
         [
+            ({"type": "PHONE_CALL", "recordingStatus": "DELETED"}, True),
+            ({"type": "VOICEMAIL", "recordingStatus": "DELETED", "recordingUrl": ""}, True),
+            ({"type": "VOICEMAIL", "recordingStatus": "DELETED", "recordingUrl": "/r"}, False),
+            ({"type": "PHONE_CALL", "recordingStatus": "ERROR"}, False),
+            ({"type": "CHAT_MESSAGE", "content": ""}, False),
+            ({"type": "CHAT_MESSAGE"}, False),
+            ({"type": "SMS", "content": ""}, False),
+            ({"type": "WHATSAPP", "content": "", "attachments": []}, False),
+            ({"type": "EMAIL", "subject": "", "content": ""}, False),
+            ({"type": "CONVERSATION_NOTE", "body": ""}, False),
+            ({"type": "CONVERSATION_STATUS_CHANGE", "status": "OPEN"}, False),
+            ({"type": "SOMETHING_NEW"}, False),
+        ],
+    )
+    def test_only_gladlys_own_signal_makes_an_item_redacted(self, content, redacted):
+        """A deleted recording is redacted; an item with empty content is not, by itself (the writer
+        marks it redacted when a stored body comes back emptied)."""
+        [row] = transform_items([_item(content)])
+        assert row["redacted"] is redacted
+        if redacted:
+            assert row["text"] is None
+
+    @pytest.mark.parametrize(
+        ("content", "emptied"),
+        [
             ({"type": "CHAT_MESSAGE", "content": ""}, True),
             ({"type": "CHAT_MESSAGE"}, True),
             ({"type": "CHAT_MESSAGE", "content": "", "attachments": [{"id": "a"}]}, False),
@@ -432,21 +460,22 @@ class TestItemTransform:
             ({"type": "EMAIL", "subject": "", "content": ""}, True),
             ({"type": "EMAIL", "subject": "kept", "content": ""}, False),
             ({"type": "EMAIL", "content": "", "attachments": [{"id": "a"}]}, False),
-            ({"type": "PHONE_CALL", "recordingStatus": "DELETED"}, True),
-            ({"type": "VOICEMAIL", "recordingStatus": "DELETED", "recordingUrl": ""}, True),
-            ({"type": "VOICEMAIL", "recordingStatus": "DELETED", "recordingUrl": "/r"}, False),
-            ({"type": "PHONE_CALL", "recordingStatus": "ERROR"}, False),
+            ({"type": "PHONE_CALL", "recordingStatus": "DELETED"}, False),
             ({"type": "CONVERSATION_NOTE", "body": ""}, False),
-            ({"type": "CONVERSATION_STATUS_CHANGE", "status": "OPEN"}, False),
             ({"type": "SOMETHING_NEW"}, False),
         ],
     )
-    def test_redaction(self, content, redacted):
-        """An emptied message (no text, no attachments) or a deleted recording is redacted."""
-        [row] = transform_items([_item(content)])
-        assert row["redacted"] is redacted
-        if redacted:
-            assert row["text"] is None
+    def test_a_message_without_text_or_attachments_is_emptied(self, content, emptied):
+        """The SQL marks a message with no text and no attachments as emptied (a redaction candidate)."""
+        con = duckdb.connect()
+        try:
+            con.execute(
+                "CREATE TEMP TABLE src AS SELECT ? AS raw, 0::BIGINT AS ord", [json.dumps(_item(content))]
+            )
+            [(found,)] = con.execute(f"SELECT emptied FROM ({items_select_sql('src')})").fetchall()
+        finally:
+            con.close()
+        assert found is emptied
 
     def test_order_and_duplicates_are_kept(self):
         """transform_items maps item for item, in order (de-duplication is the writer's job)."""

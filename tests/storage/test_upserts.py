@@ -330,6 +330,7 @@ class TestUpsertItems:
 
     def test_redaction_is_never_undone(self, con):
         """A later non-redacted version of a redacted item keeps the emptied body."""
+        upserts.upsert_items(con, [item("i1", text="my card is 4111")], source_at=T0, synced_at=T0)
         upserts.upsert_items(con, [item("i1", text="")], source_at=T0, synced_at=T0)
         before = table(con, "conversation_items", "text, content, raw")
         moved = item("i1", conv="v2", text="secret again")
@@ -456,8 +457,10 @@ class TestExportItems:
     def test_export_never_unredacts(self, con, tmp_path, end_at):
         """A non-redacted export line never restores a redacted item's body, older or newer."""
         store_conversations(con, conversation("v1"))
+        upserts.upsert_items(con, [item("i1", text="secret")], source_at=T1, synced_at=T1)
         upserts.upsert_items(con, [item("i1", text="")], source_at=T1, synced_at=T1)
         before = table(con, "conversation_items", "text, content, raw, redacted")
+        assert before[0][3] is True
         part = write_ndjson(tmp_path / "p.ndjson", [item("i1", text="restored?")])
         upserts.upsert_export_items(con, part, job_end_at=end_at, synced_at=T2)
         assert table(con, "conversation_items", "text, content, raw, redacted") == before
@@ -599,6 +602,72 @@ class TestMergeAndErase:
         upserts.erase_customer(con, "c1", T1)
         upserts.erase_customer(con, "stranger", T1)
         assert table(con, "customers", "id, name, deleted_at") == [("c1", None, T1)]
+
+
+class TestErasureSticks:
+    """An erased customer's conversations and items are never written again, whatever Gladly serves."""
+
+    def erased(self, con) -> list[tuple]:
+        upserts.upsert_customers(con, [customer_row(profile("c1"), synced_at=T0, source_at=T0)])
+        store_conversations(con, conversation("v1", customer="c1"))
+        upserts.upsert_items(con, [item("i1", text="my address is 1 Elm St")], source_at=T0, synced_at=T0)
+        upserts.erase_customer(con, "c1", T1)
+        return table(con, "conversation_items", "id, text, raw, deleted_at")
+
+    def test_items_listed_again_are_not_written(self, con):
+        """Re-listing the erased conversation neither restores text nor clears deleted_at."""
+        before = self.erased(con)
+        assert (
+            upserts.upsert_items(
+                con,
+                [item("i1", text="my address is 1 Elm St"), item("i9")],
+                source_at=T2,
+                synced_at=T2,
+                complete_conversation_id="v1",
+            )
+            == 0
+        )
+        assert table(con, "conversation_items", "id, text, raw, deleted_at") == before
+
+    def test_an_item_moved_away_from_the_erased_customer_is_not_written(self, con):
+        """A stored item of the erased customer stays erased even when Gladly names another owner."""
+        before = self.erased(con)
+        upserts.upsert_items(con, [item("i1", conv="v7", customer="c7")], source_at=T2, synced_at=T2)
+        assert table(con, "conversation_items", "id, text, raw, deleted_at") == before
+
+    def test_the_conversation_is_not_written_again(self, con):
+        """The erased conversation keeps deleted_at and its blanked raw."""
+        self.erased(con)
+        store_conversations(con, conversation("v1", customer="c1", status="CLOSED"), at=T2)
+        assert table(con, "conversations", "id, status, raw IS NULL, deleted_at") == [
+            ("v1", "OPEN", True, T1)
+        ]
+
+    def test_other_customers_items_are_written(self, con):
+        """The guard is per customer: everyone else's items still land."""
+        self.erased(con)
+        store_conversations(con, conversation("v2", customer="c2"))
+        assert upserts.upsert_items(con, [item("i2", "v2", customer="c2")], source_at=T2, synced_at=T2) == 1
+
+
+class TestRedactedFlag:
+    def test_an_item_first_seen_empty_is_not_redacted(self, con):
+        """Empty content alone is not a redaction: Gladly did not say so and nothing was erased."""
+        upserts.upsert_items(con, [item("i1", text="")], source_at=T0, synced_at=T0)
+        assert table(con, "conversation_items", "id, redacted") == [("i1", False)]
+
+    def test_a_stored_body_that_comes_back_empty_is_redacted(self, con):
+        """The redaction shows as a stored body emptied on a later read."""
+        upserts.upsert_items(con, [item("i1", text="secret")], source_at=T0, synced_at=T0)
+        upserts.upsert_items(con, [item("i1", text="")], source_at=T1, synced_at=T1)
+        assert table(con, "conversation_items", "id, text, redacted") == [("i1", None, True)]
+
+    def test_a_deleted_recording_is_redacted_when_first_seen(self, con):
+        """A call whose recording Gladly reports DELETED is redacted on its own say-so."""
+        call = item("i1", text=None, kind="PHONE_CALL")
+        call["content"]["recordingStatus"] = "DELETED"
+        upserts.upsert_items(con, [call], source_at=T0, synced_at=T0)
+        assert table(con, "conversation_items", "id, redacted") == [("i1", True)]
 
 
 class TestReferenceLists:

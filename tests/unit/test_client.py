@@ -609,6 +609,39 @@ class TestOperations:
             client.list_events(now - timedelta(hours=1), now, ["CONVERSATION"])
         assert expected in str(raised.value)
 
+    @pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
+    def test_events_split_on_newline_only(self, gladly, client, separator):
+        """A line separator other than \\n inside an event string stays part of that event."""
+        events = [
+            {
+                "id": "e1",
+                "type": "CONVERSATION/CUSTOM_ATTRIBUTE_ADDED",
+                "timestamp": "2024-05-01T12:00:00Z",
+                "content": {"customAttributeValue": f"line one{separator}line two"},
+            },
+            {"id": "e2", "type": "CONVERSATION/CLOSED", "timestamp": "2024-05-01T12:00:01Z", "content": {}},
+        ]
+        body = "".join(json.dumps(event, ensure_ascii=False) + "\n" for event in events)
+        gladly.get("/events").respond(
+            200, content=body.encode("utf-8"), content_type="application/x-jsonlines"
+        )
+        now = datetime(2024, 5, 1, 13, tzinfo=UTC)
+        assert client.list_events(now - timedelta(hours=1), now, ["CONVERSATION"]) == events
+
+    def test_a_poll_without_end_reports_gladlys_date_header(self, gladly, client):
+        """poll_events sends no endAt and returns Gladly's clock from the Date header as served_at."""
+        route = gladly.get("/events").respond(200, text="", headers={"Date": "Wed, 01 May 2024 12:34:56 GMT"})
+        page = client.poll_events(datetime(2024, 5, 1, 12, tzinfo=UTC), ["CONVERSATION"])
+        assert "endAt" not in route.calls.last.request.url.params
+        assert page.served_at == datetime(2024, 5, 1, 12, 34, 56, tzinfo=UTC)
+
+    @pytest.mark.parametrize("date", [None, "", "yesterday at noon"])
+    def test_a_missing_or_garbled_date_header_gives_no_time(self, gladly, client, date):
+        """Without a readable Date header served_at is None (the caller decides what to do)."""
+        headers = {} if date is None else {"Date": date}
+        gladly.get("/events").respond(200, text="", headers=headers)
+        assert client.poll_events(datetime(2024, 5, 1, 12, tzinfo=UTC), ["CONVERSATION"]).served_at is None
+
     def test_events_need_aware_datetimes(self, client):
         """A naive datetime is a programming error, not a silent local-time guess."""
         with pytest.raises(ValueError):

@@ -126,14 +126,34 @@ class TestPacer:
         pacer.observe("GET", 0)
         assert pacer.acquire("GET") == pytest.approx(5.1)
 
-    @pytest.mark.parametrize("remaining", [None, 1, 7])
-    def test_remaining_budget_changes_nothing(self, remaining):
-        """A positive or missing Ratelimit-Remaining-Second leaves the pacing as it was."""
+    @pytest.mark.parametrize("remaining", [None, 9, 20])
+    def test_a_remaining_budget_at_or_above_our_share_changes_nothing(self, remaining):
+        """Remaining plus our own requests of the last second at or above our share: pacing as before."""
         clock = FakeClock()
         pacer = pacer_at(10, clock)
         pacer.acquire("GET")
         pacer.observe("GET", remaining)
         assert pacer.acquire("GET") == pytest.approx(0.1)
+
+    @pytest.mark.parametrize(("remaining", "slot"), [(7, 1 / 8), (4, 1 / 5), (1, 1 / 2)])
+    def test_a_remaining_budget_below_our_share_slows_us_to_what_is_left(self, remaining, slot):
+        """Others use part of our share (remaining + ours < requests_per_second): the next slot
+        paces at what they leave us, before the budget is spent."""
+        clock = FakeClock()
+        pacer = pacer_at(10, clock)
+        pacer.acquire("GET")  # ours within the second: 1
+        pacer.observe("GET", remaining)
+        assert pacer.acquire("GET") == pytest.approx(slot)
+
+    def test_our_own_requests_do_not_count_against_us(self):
+        """Alone at exactly our share, the falling remaining is our own doing: no slowdown."""
+        clock = FakeClock()
+        pacer = pacer_at(10, clock)
+        slots = []
+        for sent in range(10):
+            slots.append(pacer.acquire("GET"))
+            pacer.observe("GET", 9 - sent)
+        assert slots == pytest.approx([n / 10 for n in range(10)])
 
     def test_remaining_zero_steers_only_that_method(self):
         """An exhausted GET budget does not hold back POSTs."""
