@@ -5,8 +5,10 @@
     │   ├── ConfigError                  config.yaml / env        exit 2
     │   ├── EnqueueRejected              outbox validation        exit 2
     │   └── SchemaTooNew                 store from a newer build exit 2
+    ├── Interrupted                      stopped by SIGTERM/SIGINT exit 128+signal
+    │                                    (the next run carries on where this one stopped)
     ├── StorageError
-    │   ├── NotFound                     no such local record     exit 1
+    │   ├── NotFound                     no such local record     exit 2
     │   └── DatabaseLocked               lock held too long       exit 4
     └── GladlyError                      talking to Gladly        exit 1
         ├── TransientError               retry later (a GET/PATCH is retried by the client)
@@ -38,6 +40,7 @@ __all__ = [
     "GladlyError",
     "GladlyNotFound",
     "GladlySyncError",
+    "Interrupted",
     "MalformedResponse",
     "NetworkError",
     "NeverSent",
@@ -74,6 +77,15 @@ class ConfigError(UsageError):
         super().__init__("\n".join(self.problems))
 
 
+class Interrupted(GladlySyncError):
+    """A stop was requested (SIGTERM, SIGINT) and the run ended at a step boundary; what it wrote is
+    kept and the next run carries on from there. Exit 128 + the signal (143 for SIGTERM)."""
+
+    def __init__(self, message: str, *, exit_code: int = 143):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class StorageError(GladlySyncError):
     """The local DuckDB store could not do what was asked."""
 
@@ -91,7 +103,9 @@ class SchemaTooNew(StorageError, UsageError):
 
 
 class NotFound(StorageError):
-    """A local record (conversation, outbox row) does not exist (exit 1)."""
+    """A local record (conversation, outbox row) does not exist (exit 2, like every unknown id)."""
+
+    exit_code = 2
 
 
 class DatabaseLocked(StorageError):

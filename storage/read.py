@@ -6,7 +6,7 @@ Times are ISO 8601 strings in UTC; JSON columns are parsed; nothing here writes.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -16,10 +16,10 @@ from gladly_sync.errors import NotFound
 
 Connection = duckdb.DuckDBPyConnection
 
-# A gap in the event polls longer than Gladly's events window loses events for good.
-EVENTS_WINDOW = timedelta(hours=24)
-# The job whose successful runs are event polls (see sync/pull.py).
-POLL_JOB = "sync"
+# The sync_state stream where the events pass records what it missed (see sync/pull/coverage.py).
+GAPS_STREAM = "gaps"
+# Streams that are bookkeeping, not cursors: status shows them in their own sections.
+NOT_CURSORS = (GAPS_STREAM,)
 COUNTED_TABLES = (
     "customers",
     "conversations",
@@ -51,9 +51,12 @@ def _records(result: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return [{n: _iso(v) for n, v in zip(names, row, strict=True)} for row in result.fetchall()]
 
 
-def conversation_context(con: Connection, conversation_id: str) -> dict[str, Any]:
-    """The conversation, its customer, its items in time order (readable ``text`` each) and its
-    outbox actions not yet ``sent``. Raises :class:`NotFound` for an unknown conversation."""
+def conversation_context(
+    con: Connection, conversation_id: str, *, limit: int | None = None
+) -> dict[str, Any]:
+    """The conversation, its customer, its items in time order (readable ``text`` each; with
+    ``limit``, only the newest ``limit``) and its outbox actions not yet ``sent``. Raises
+    :class:`NotFound` for an unknown conversation."""
     rows = _records(
         con.execute(
             """
@@ -78,16 +81,19 @@ def conversation_context(con: Connection, conversation_id: str) -> dict[str, Any
             [conversation["customer_id"]],
         )
     )
+    newest = "" if limit is None else "ORDER BY timestamp DESC NULLS FIRST, id DESC LIMIT ?"
     items = _records(
         con.execute(
-            """
-            SELECT id, timestamp, content_type, initiator_type, initiator_id, responder_type,
-                responder_id, text, redacted
-            FROM conversation_items
-            WHERE conversation_id = ? AND deleted_at IS NULL
-            ORDER BY timestamp NULLS LAST, id
+            f"""
+            SELECT * FROM (
+                SELECT id, timestamp, content_type, initiator_type, initiator_id, responder_type,
+                    responder_id, text, redacted
+                FROM conversation_items
+                WHERE conversation_id = ? AND deleted_at IS NULL
+                {newest}
+            ) ORDER BY timestamp NULLS LAST, id
             """,
-            [conversation_id],
+            [conversation_id] if limit is None else [conversation_id, limit],
         )
     )
     for item in items:
@@ -112,67 +118,28 @@ def conversation_context(con: Connection, conversation_id: str) -> dict[str, Any
     }
 
 
-def _cursor_age(cursor: str | None, updated_at: datetime | None, now: datetime) -> float | None:
-    """Seconds between ``now`` and the cursor's instant (or its last update when not a time)."""
-    moment: datetime | None = None
-    if cursor:
-        try:
-            moment = parse_timestamp(cursor)
-        except ValueError:
-            moment = None
-    moment = moment or updated_at
-    return round((now - moment).total_seconds(), 3) if moment else None
+def inbox_names(con: Connection) -> dict[str, str | None]:
+    """The stored inboxes (refreshed with the reference lists): id → name."""
+    return dict(con.execute("SELECT id, name FROM inboxes ORDER BY name, id").fetchall())
 
 
-def _subtract(span: tuple[datetime, datetime], covers: list[tuple[datetime, datetime]]) -> list:
-    pieces = [span]
-    for start, end in covers:
-        pieces = [
-            piece
-            for left, right in pieces
-            for piece in ((left, min(right, start)), (max(left, end), right))
-            if piece[0] < piece[1]
-        ]
-    return pieces
+def _cursor_age(updated_at: datetime | None, now: datetime) -> float | None:
+    """Seconds since the cursor was last advanced (not since its value: a cursor trails by design)."""
+    return round((now - updated_at).total_seconds(), 3) if updated_at else None
 
 
-def known_gaps(con: Connection, now: datetime) -> list[dict[str, Any]]:
-    """Downtime the events API can no longer repair, not yet covered by an export job.
+def known_gaps(con: Connection) -> list[dict[str, Any]]:
+    """What the events poll actually missed and no export job has covered yet.
 
-    Simple by design: a gap is a span longer than 24 h (Gladly's events window) between two
-    consecutive successful ``sync`` runs (or from the last one until ``now``), from the end of one
-    to the start of the next. The parts of it inside a processed export job's ``[start, end)``
-    are removed; what is left is reported.
+    The events pass records a gap when its cursor had fallen out of Gladly's 24 h events window
+    (from the old cursor to where it restarted); the export pass removes the parts its jobs cover.
     """
-    runs = con.execute(
-        f"""
-        SELECT started_at, finished_at FROM sync_runs
-        WHERE job = '{POLL_JOB}' AND status = 'ok' AND finished_at IS NOT NULL
-        ORDER BY started_at
-        """
-    ).fetchall()
-    covers = [
-        (start, end)
-        for start, end in con.execute(
-            "SELECT start_at, end_at FROM export_jobs WHERE start_at IS NOT NULL AND end_at IS NOT NULL "
-            "ORDER BY start_at"
-        ).fetchall()
-    ]
-    spans = [(runs[i][1], runs[i + 1][0]) for i in range(len(runs) - 1)]
-    if runs:
-        spans.append((runs[-1][1], now))
+    row = con.execute("SELECT cursor FROM sync_state WHERE stream = ?", [GAPS_STREAM]).fetchone()
     gaps = []
-    for start, end in spans:
-        if end - start <= EVENTS_WINDOW:
-            continue
-        for left, right in _subtract((start, end), covers):
-            gaps.append(
-                {
-                    "start": _iso(left),
-                    "end": _iso(right),
-                    "hours": round((right - left).total_seconds() / 3600, 2),
-                }
-            )
+    for start, end in json.loads(row[0]) if row and row[0] else []:
+        left, right = parse_timestamp(start), parse_timestamp(end)
+        hours = round((right - left).total_seconds() / 3600, 2)
+        gaps.append({"start": _iso(left), "end": _iso(right), "hours": hours})
     return gaps
 
 
@@ -183,11 +150,12 @@ def status_report(con: Connection, now: datetime) -> dict[str, Any]:
         stream: {
             "cursor": cursor,
             "updated_at": _iso(updated_at),
-            "age_seconds": _cursor_age(cursor, updated_at, now),
+            "age_seconds": _cursor_age(updated_at, now),
         }
         for stream, cursor, updated_at in con.execute(
             "SELECT stream, cursor, updated_at FROM sync_state ORDER BY stream"
         ).fetchall()
+        if stream not in NOT_CURSORS
     }
     last_runs = {
         run.pop("job"): {**run, "rows": _json(run["rows"])}
@@ -226,5 +194,5 @@ def status_report(con: Connection, now: datetime) -> dict[str, Any]:
             "end_at": _iso(jobs[2]),
             "last_processed_at": _iso(jobs[3]),
         },
-        "gaps": known_gaps(con, now),
+        "gaps": known_gaps(con),
     }

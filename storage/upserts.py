@@ -905,7 +905,7 @@ def finish_run(
     rows: dict[str, int],
     error: str | None,
 ) -> None:
-    """Record how a run ended: ``ok``, ``failed`` or ``skipped``."""
+    """Record how a run ended: ``ok``, ``failed``, ``interrupted`` or ``skipped``."""
     con.execute(
         """
         UPDATE sync_runs SET status = ?, finished_at = ?, requests = ?, rate_limited = ?, rows = ?, error = ?
@@ -913,6 +913,26 @@ def finish_run(
         """,
         [status, _cell("ts", finished_at), requests, rate_limited, json.dumps(rows), error, run_id],
     )
+
+
+def running_runs(con: Connection, job: str) -> list[tuple[str, int | None]]:
+    """``(run_id, pid)`` of the job's runs recorded ``running`` (live, or left by a process that died)."""
+    return [
+        (run_id, pid)
+        for run_id, pid in con.execute(
+            "SELECT run_id, pid FROM sync_runs WHERE job = ? AND status = 'running' ORDER BY started_at",
+            [job],
+        ).fetchall()
+    ]
+
+
+def mark_interrupted(con: Connection, run_ids: Sequence[str], error: str) -> None:
+    """Runs whose process is gone: ``interrupted`` (``finished_at`` stays unknown)."""
+    for run_id in run_ids:
+        con.execute(
+            "UPDATE sync_runs SET status = 'interrupted', error = ? WHERE run_id = ? AND status = 'running'",
+            [error, run_id],
+        )
 
 
 def last_runs(con: Connection, limit: int = 20) -> list[dict[str, Any]]:

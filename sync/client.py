@@ -32,6 +32,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 from gladly_sync.sync.pacer import Backoff, Pacer
+from gladly_sync.sync.shutdown import Shutdown
 
 from gladly_sync.config import GladlySettings
 from gladly_sync.errors import (
@@ -117,6 +118,7 @@ class GladlyClient:
         clock: Callable[[], float] = time.monotonic,
         max_retries: int = 6,
         deadline: float | None = None,
+        shutdown: Shutdown | None = None,
     ):
         self.settings = settings
         self._owns_http = http is None
@@ -129,6 +131,7 @@ class GladlyClient:
         self._clock = clock
         self.max_retries = max_retries
         self._deadline = deadline
+        self._shutdown = shutdown
         self._lock = threading.Lock()
         self._requests = 0
         self._rate_limited = 0
@@ -317,6 +320,8 @@ class GladlyClient:
         def write(response: httpx.Response) -> None:
             with partial.open("wb") as file:
                 for chunk in response.iter_bytes(_CHUNK):
+                    if self._shutdown is not None:
+                        self._shutdown.check()
                     file.write(chunk)
 
         path = f"/export/jobs/{_segment(job_id)}/files/{_segment(filename)}"
@@ -447,10 +452,16 @@ class GladlyClient:
         if rate_limited:
             # The org's budget is spent: hold back every caller of this method, not just this one.
             self._pacer.penalize(method, delay)
+        elif self._shutdown is not None:
+            self._shutdown.sleep(delay)
         else:
             self._sleep(delay)
 
     def _check_deadline(self, method: str, path: str) -> None:
+        """No request leaves after the run's deadline, nor once a stop was requested (``Interrupted``:
+        nothing was sent)."""
+        if self._shutdown is not None:
+            self._shutdown.check()
         if self._deadline is not None and self._clock() >= self._deadline:
             raise DeadlineExceeded(
                 f"the run's deadline passed before {method} {path} was sent",

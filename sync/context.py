@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 from gladly_sync.storage.database import Database
 from gladly_sync.sync.pacer import Pacer
+from gladly_sync.sync.shutdown import Shutdown
 
 from gladly_sync.config import Settings
 
@@ -37,16 +38,22 @@ class Context:
     clock: Callable[[], datetime] = utcnow
     log: structlog.typing.FilteringBoundLogger = field(default_factory=structlog.get_logger)
     pacer: Pacer | None = None  # the process's one pacer, shared by every client of client_factory
+    shutdown: Shutdown = field(default_factory=Shutdown)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Context:
+    def from_settings(cls, settings: Settings, *, shutdown: Shutdown | None = None) -> Context:
+        """The context of one process; its clients stop sending once ``shutdown`` is requested."""
         from gladly_sync.sync.client import GladlyClient
 
+        shutdown = shutdown or Shutdown()
         db = Database(settings.storage.path, lock_wait_seconds=settings.storage.lock_wait_seconds)
         pacer = Pacer(settings.gladly.requests_per_second)
         return cls(
             settings=settings,
             db=db,
-            client_factory=lambda: GladlyClient.from_settings(settings.gladly, pacer=pacer),
+            client_factory=lambda: GladlyClient.from_settings(
+                settings.gladly, pacer=pacer, shutdown=shutdown
+            ),
             pacer=pacer,
+            shutdown=shutdown,
         )

@@ -7,8 +7,13 @@
 Each job runs once at start, then on its interval, with ``max_instances=1`` and ``coalesce=True``
 (a late or overrun tick becomes one run, never a pile-up). A job that raises is logged
 (``job_failed``) and simply runs again at its next tick; an ``AuthError`` is logged at critical level
-and stops nothing, so fixing the token needs no restart. SIGINT/SIGTERM let the running jobs finish
-(``shutdown(wait=True)``) and the daemon exits 0.
+and stops nothing, so fixing the token needs no restart.
+
+Stopping. SIGINT/SIGTERM request the context's ``shutdown``: no job starts after it, the running
+ones stop at their next step boundary (before the next request to Gladly, between write batches and
+export parts; each keeps what it wrote and the next run resumes from there), and the daemon exits 0,
+within ``Shutdown.force_after`` seconds whatever the jobs are doing (the CLI sets 8 s).
+Every line a run logs carries its ``run_id``, the daemon's ``job_started``/``job_finished`` too.
 
 Taking turns with the store. The jobs share one process, and DuckDB lets threads of one process
 open the same file (``duckdb.connect`` reuses one database instance), but two write transactions that
@@ -29,22 +34,23 @@ stay within ``requests_per_second`` per method together, not each.
 from __future__ import annotations
 
 import dataclasses
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from gladly_sync.sync.context import Context
 from gladly_sync.sync.joblock import JobAlreadyRunning, job_lock
 
-from gladly_sync.errors import AuthError, GladlySyncError
+from gladly_sync.errors import AuthError, GladlySyncError, Interrupted
 
 __all__ = ["Daemon", "Job", "default_jobs", "run_deadline"]
 
@@ -90,7 +96,7 @@ class Daemon:
         self.jobs = default_jobs(ctx) if jobs is None else list(jobs)
         self.log = ctx.log.bind(component="daemon")
         self._pull = threading.Lock()
-        self._stopping = threading.Event()
+        self._stopping = ctx.shutdown
         # The first sync takes the pull turn before reconcile: on a fresh store it does the
         # backfill, which is also a reconcile pass, so reconcile then finds nothing left to redo.
         self._first_sync = threading.Event()
@@ -124,30 +130,38 @@ class Daemon:
     # ------------------------------------------------------------------ one run of one job
 
     def run_job(self, job: Job) -> None:
-        """One run: take the locks, call the job, log the outcome. Never raises (but for BaseException)."""
+        """One run: take the locks, call the job, log the outcome. Never raises (but for BaseException).
+
+        ``duration_seconds`` counts from when the job got its turn and locks, not from its tick."""
         log = self.log.bind(job=job.name)
-        started = time.monotonic()
-        try:
-            with self._turn(job), job_lock(self.ctx.settings.storage.path, job.name), self._marked(job):
-                log.info("job_started")
-                job.run(self._job_context(job))
-        except JobAlreadyRunning as exc:
-            log.info("job_skipped", reason=exc.reason, holder_pid=exc.holder_pid)
-            self._record_skipped(job, exc.reason)
-        except _Stopping:
-            log.info("job_not_started", reason="the daemon is stopping")
-        except AuthError as exc:
-            log.critical(
-                "job_auth_failed",
-                error=str(exc),
-                fix="check gladly.email and the API token, then wait for the next run; no restart needed",
-            )
-        except Exception as exc:
-            # Our own errors explain themselves; anything else gets its traceback.
-            trace = None if isinstance(exc, GladlySyncError) else exc
-            log.error("job_failed", error=str(exc), error_type=type(exc).__name__, exc_info=trace)
-        else:
-            log.info("job_finished", duration_seconds=round(time.monotonic() - started, 3))
+        started: float | None = None
+        with structlog.contextvars.bound_contextvars(run_id=uuid.uuid4().hex):
+            try:
+                with self._turn(job), job_lock(self.ctx.settings.storage.path, job.name), self._marked(job):
+                    if self._stopping.requested:
+                        raise _Stopping
+                    started = time.monotonic()
+                    log.info("job_started")
+                    job.run(self._job_context(job))
+            except JobAlreadyRunning as exc:
+                log.info("job_skipped", reason=exc.reason, holder_pid=exc.holder_pid)
+                self._record_skipped(job, exc.reason)
+            except _Stopping:
+                log.info("job_not_started", reason="the daemon is stopping")
+            except Interrupted:
+                log.info("job_interrupted", duration_seconds=_since(started), resumes="at its next run")
+            except AuthError as exc:
+                log.critical(
+                    "job_auth_failed",
+                    error=str(exc),
+                    fix="check gladly.email and the API token, then wait for the next run; no restart needed",
+                )
+            except Exception as exc:
+                # Our own errors explain themselves; anything else gets its traceback.
+                trace = None if isinstance(exc, GladlySyncError) else exc
+                log.error("job_failed", error=str(exc), error_type=type(exc).__name__, exc_info=trace)
+            else:
+                log.info("job_finished", duration_seconds=_since(started))
 
     @contextmanager
     def _marked(self, job: Job) -> Iterator[None]:
@@ -167,12 +181,17 @@ class Daemon:
             return
         if job.name != "sync":
             while not self._first_sync.wait(0.1):
-                if self._stopping.is_set():
+                if self._stopping.requested:
                     raise _Stopping
-        with self._pull:
+        while not self._pull.acquire(timeout=0.1):
+            if self._stopping.requested:
+                raise _Stopping
+        try:
             if job.name == "sync":
                 self._first_sync.set()
             yield
+        finally:
+            self._pull.release()
 
     def _job_context(self, job: Job) -> Context:
         """The shared context with a client factory whose clients stop at this run's deadline."""
@@ -197,34 +216,27 @@ class Daemon:
     # ------------------------------------------------------------------ lifecycle
 
     def serve(self, *, install_signals: bool = True) -> int:
-        """Open (and migrate) the store, start the jobs, wait for a signal, finish the running jobs."""
+        """Open (and migrate) the store, start the jobs, wait for a signal, let the running jobs stop."""
         with self.ctx.db.connect():
             pass
-        previous = self._install_signals() if install_signals else {}
-        self.scheduler.start()
-        self.log.info("daemon_started", jobs={job.name: job.every.total_seconds() for job in self.jobs})
-        try:
-            while not self._stopping.wait(0.5):
-                pass
-            with self._active_lock:
-                running = sorted(self._active)
-            self.log.info("daemon_stopping", running=running)
-        finally:
-            self.scheduler.shutdown(wait=True)
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+        signals = self._stopping.on_signals(self.log) if install_signals else nullcontext()
+        with signals:
+            self.scheduler.start()
+            self.log.info("daemon_started", jobs={job.name: job.every.total_seconds() for job in self.jobs})
+            try:
+                while not self._stopping.wait(0.5):
+                    pass
+                with self._active_lock:
+                    running = sorted(self._active)
+                self.log.info("daemon_stopping", running=running)
+            finally:
+                self.scheduler.shutdown(wait=True)
         self.log.info("daemon_stopped")
         return 0
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._stopping.request()
 
-    def _install_signals(self) -> Mapping[int, Any]:
-        def handle(signum: int, frame: object) -> None:
-            if self._stopping.is_set():
-                self.log.warning("daemon_still_stopping", signal=signal.Signals(signum).name)
-            else:
-                self.log.info("daemon_signal", signal=signal.Signals(signum).name)
-            self._stopping.set()
 
-        return {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+def _since(started: float | None) -> float | None:
+    return None if started is None else round(time.monotonic() - started, 3)

@@ -18,16 +18,27 @@ carry ids and counts, never message bodies, emails or phone numbers.
 from __future__ import annotations
 
 import base64
+import contextvars
 import logging
+import os
 import re
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "register_credentials", "register_secret", "scrub_secrets", "scrub_text"]
+__all__ = [
+    "ContextPool",
+    "configure_logging",
+    "no_color",
+    "register_credentials",
+    "register_secret",
+    "scrub_secrets",
+    "scrub_text",
+]
 
 REDACTED = "***"
 _MIN_SECRET = 4  # shorter values would blank out ordinary words
@@ -87,10 +98,23 @@ def scrub_secrets(logger: Any, method_name: str, event_dict: dict[str, Any]) -> 
     return _scrub(event_dict)
 
 
+class ContextPool(ThreadPoolExecutor):
+    """A thread pool whose tasks log with the submitter's bound context (``run_id``, ``job``): a new
+    thread starts with empty contextvars, so each task runs in a copy of the submitter's."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
+def no_color() -> bool:
+    """``NO_COLOR`` set to anything but the empty string turns colours off (https://no-color.org)."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
 def _renderer(fmt: str, stream: TextIO) -> Any:
     console = fmt == "console" or (fmt == "auto" and _isatty(stream))
     if console:
-        return structlog.dev.ConsoleRenderer(colors=_isatty(stream))
+        return structlog.dev.ConsoleRenderer(colors=_isatty(stream) and not no_color())
     return structlog.processors.JSONRenderer(default=str)
 
 

@@ -2,27 +2,79 @@
 
     with run_job(ctx, "sync") as run:      # start_run committed, run_id bound into the logs
         ...                                # the job sets run.rows / run.requests / run.rate_limited
-    # on exit: finish_run with status ok, or failed and the error's message (then re-raised)
+        run.report_progress(state)         # what ``status`` shows of the running run
+    # on exit: finish_run with status ok; interrupted (a stop was requested); or failed and the
+    # error's message (then re-raised)
+    publish_snapshot(ctx, run)             # after the record is final, so the snapshot's copy of
+                                           # sync_runs shows how the run ended
 
+A run whose process died (SIGKILL, a crash) stays ``running`` in the table; ``status`` shows it as
+``interrupted`` once its process is gone (``process_alive``), and the job's next run records it so.
 ``record_skipped`` records a cron run that did nothing because the same job was already running.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import structlog
 from gladly_sync.storage import upserts
 from gladly_sync.sync.context import Context
 
-__all__ = ["RunHandle", "record_skipped", "run_job"]
+from gladly_sync.errors import Interrupted
+
+__all__ = [
+    "RunHandle",
+    "process_alive",
+    "progress_path",
+    "publish_snapshot",
+    "read_progress",
+    "record_skipped",
+    "run_job",
+]
 
 _ERROR_LIMIT = 2000
+PROGRESS_EVERY = 1.0  # seconds between writes of the progress file
+
+
+def process_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` exists on this host and is not a zombie (an unknown pid is alive)."""
+    if not pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def progress_path(db_path: Path | str, job: str) -> Path:
+    """``data/gladly.duckdb`` + ``sync`` → ``data/gladly.duckdb.sync.progress`` (JSON, while it runs)."""
+    db_path = Path(db_path)
+    return db_path.with_name(f"{db_path.name}.{job}.progress")
+
+
+def read_progress(db_path: Path | str, job: str, run_id: str) -> dict[str, Any] | None:
+    """The progress run ``run_id`` last reported, if that run is the one that wrote the file."""
+    data = _read_json(progress_path(db_path, job))
+    if data.get("run_id") != run_id:
+        return None
+    return {key: value for key, value in data.items() if key != "run_id"}
 
 
 @dataclass
@@ -35,25 +87,105 @@ class RunHandle:
     rows: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     rate_limited: int = 0
+    progress_file: Path | None = None
+    _reported: float = field(default=0.0, repr=False)
 
     def add_rows(self, counts: dict[str, int]) -> None:
         for table, count in counts.items():
             self.rows[table] = self.rows.get(table, 0) + count
 
+    def report_progress(self, state: dict[str, Any], *, force: bool = False) -> None:
+        """Write ``state`` where ``status`` reads it (at most every ``PROGRESS_EVERY`` seconds)."""
+        now = time.monotonic()
+        if self.progress_file is None or (not force and now - self._reported < PROGRESS_EVERY):
+            return
+        self._reported = now
+        temp = self.progress_file.with_name(f".{self.progress_file.name}.{os.getpid()}")
+        try:
+            handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                json.dump({"run_id": self.run_id, **state}, file, default=str)
+            os.replace(temp, self.progress_file)
+        except OSError:
+            pass  # progress is a courtesy to `status`; the run goes on without it
+
+    def progress_reporter(
+        self, show: Callable[[dict[str, Any]], None] | None
+    ) -> Callable[[dict[str, Any]], None]:
+        """A progress callback that writes the state for ``status`` and passes it on to ``show``."""
+
+        def report(state: dict[str, Any]) -> None:
+            self.report_progress(state, force=state.get("stage") == "finished")
+            if show is not None:
+                show(state)
+
+        return report
+
+    def clear_progress(self) -> None:
+        """Remove the progress file, if this run wrote it."""
+        if self.progress_file is not None and _read_json(self.progress_file).get("run_id") == self.run_id:
+            self.progress_file.unlink(missing_ok=True)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
 
 @contextmanager
 def run_job(ctx: Context, job: str) -> Iterator[RunHandle]:
-    """Record the run in ``sync_runs`` around the block; bind ``run_id`` and ``job`` into structlog."""
-    run = RunHandle(run_id=uuid.uuid4().hex, job=job, started_at=ctx.clock())
+    """Record the run in ``sync_runs`` around the block; bind ``run_id`` and ``job`` into structlog.
+
+    A ``run_id`` the caller bound already (the daemon, so its ``job_started``/``job_finished`` lines
+    carry it) becomes the run's id. No run starts once a stop was requested (``Interrupted``)."""
+    ctx.shutdown.check()
+    run = RunHandle(
+        run_id=structlog.contextvars.get_contextvars().get("run_id") or uuid.uuid4().hex,
+        job=job,
+        started_at=ctx.clock(),
+        progress_file=progress_path(ctx.settings.storage.path, job),
+    )
     with structlog.contextvars.bound_contextvars(run_id=run.run_id, job=job):
         with ctx.db.transaction() as con:
+            _record_dead_runs(ctx, con, job)
             upserts.start_run(con, run.run_id, job, run.started_at, os.getpid())
         try:
             yield run
+        except (Interrupted, KeyboardInterrupt) as exc:
+            _finish(ctx, run, status="interrupted", error=error_message(ctx, exc))
+            raise
         except BaseException as exc:
             _finish(ctx, run, status="failed", error=error_message(ctx, exc))
             raise
+        finally:
+            run.clear_progress()
         _finish(ctx, run, status="ok", error=None)
+
+
+def _record_dead_runs(ctx: Context, con: Any, job: str) -> None:
+    """The job's earlier runs still ``running`` whose process is gone become ``interrupted``."""
+    dead = [(run_id, pid) for run_id, pid in upserts.running_runs(con, job) if not process_alive(pid)]
+    if dead:
+        upserts.mark_interrupted(
+            con, [run_id for run_id, _ in dead], "interrupted: its process ended without recording the run"
+        )
+        ctx.log.warning("runs_interrupted", job=job, run_ids=[run_id for run_id, _ in dead])
+
+
+def publish_snapshot(ctx: Context, run: RunHandle) -> None:
+    """Publish the read snapshot (when configured) after ``run``'s record is final; a failed publish
+    records the run as failed and raises."""
+    path = ctx.settings.storage.snapshot_path
+    if path is None:
+        return
+    try:
+        ctx.db.publish_snapshot(path)
+    except Exception as exc:
+        _finish(ctx, run, status="failed", error=f"the snapshot was not published: {error_message(ctx, exc)}")
+        raise
 
 
 def record_skipped(ctx: Context, job: str, reason: str) -> str:

@@ -3,7 +3,9 @@
     environment        production (.gladly.com), sandbox (.gladly.qa) or a custom base_url; the API URL
     credentials        GET /organization                 → the organization's name
     api user           GET /agents, matched by email     → the API user's agent id
-    ingest inbox ID    GET /inboxes/{id} per configured id (or GET /inboxes when all are ingested)
+    inboxes            GET /inboxes: every inbox of the organization, id and name, marked ingested /
+                       escalation (so a first-time user can fill in inboxes.ingest)
+    ingest inbox ID    GET /inboxes/{id} per configured id
     escalation inbox   GET /inboxes/{id}
     customer           GET /customer-profiles?email=     (only with --customer)
     conversation       GET /conversations/{id} + items   (only with --conversation)
@@ -39,9 +41,13 @@ class CheckResult:
     ok: bool
     evidence: str
     error: GladlyError | None = field(default=None, repr=False, compare=False)
+    details: tuple[str, ...] = ()  # one line each, printed under the check
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "evidence": self.evidence}
+        data: dict[str, Any] = {"name": self.name, "ok": self.ok, "evidence": self.evidence}
+        if self.details:
+            data["details"] = list(self.details)
+        return data
 
 
 def refuse_production_reply(settings: Settings, send_test_reply: str | None, yes_production: bool) -> None:
@@ -101,9 +107,34 @@ class _Checks:
             evidence += " (disabled in Gladly)"
         return True, evidence
 
-    def all_inboxes(self) -> tuple[bool, str]:
-        inboxes = self.client.list_inboxes()
-        return True, f"all {len(inboxes)} inboxes are ingested (inboxes.ingest is empty)"
+    def all_inboxes(self) -> tuple[bool, str, tuple[str, ...]]:
+        """Every inbox, id and name: what ``inboxes.ingest`` and ``inboxes.escalation`` take."""
+        inboxes = sorted(
+            self.client.list_inboxes(), key=lambda i: (str(i.get("name") or ""), str(i.get("id")))
+        )
+        ingest, escalation = self.settings.inboxes.ingest, self.settings.inboxes.escalation
+        lines = []
+        for inbox in inboxes:
+            inbox_id = str(inbox.get("id"))
+            marks = [
+                mark
+                for mark, on in (
+                    ("ingested", not ingest or inbox_id in ingest),
+                    ("escalation", inbox_id == escalation),
+                    ("disabled in Gladly", bool(inbox.get("disabled"))),
+                )
+                if on
+            ]
+            lines.append(
+                f"{inbox_id}  {inbox.get('name') or '(no name)'!r}"
+                + (f"  ({', '.join(marks)})" if marks else "")
+            )
+        scope = (
+            "all ingested (inboxes.ingest is empty)"
+            if not ingest
+            else f"{len(ingest)} listed in inboxes.ingest"
+        )
+        return True, f"{len(inboxes)} inboxes in the organization, {scope}", tuple(lines)
 
     def customer(self, email: str) -> tuple[bool, str]:
         found = self.client.find_customers(email=email)
@@ -169,17 +200,15 @@ def run_checks(
     checks = _Checks(settings, client, clock)
     results = [CheckResult("environment", True, describe_environment(settings))]
 
-    planned: list[tuple[str, Callable[[], tuple[bool, str]]]] = [
+    planned: list[tuple[str, Callable[[], tuple[Any, ...]]]] = [
         ("credentials", checks.credentials),
         ("api user", checks.api_user),
     ]
-    if settings.inboxes.ingest:
-        planned += [
-            (f"ingest inbox {inbox_id}", lambda i=inbox_id: checks.inbox(i, "inboxes.ingest"))
-            for inbox_id in settings.inboxes.ingest
-        ]
-    else:
-        planned.append(("ingest inboxes", checks.all_inboxes))
+    planned.append(("inboxes", checks.all_inboxes))
+    planned += [
+        (f"ingest inbox {inbox_id}", lambda i=inbox_id: checks.inbox(i, "inboxes.ingest"))
+        for inbox_id in settings.inboxes.ingest
+    ]
     escalation = settings.inboxes.escalation
     if escalation:
         planned.append(("escalation inbox", lambda: checks.inbox(escalation, "inboxes.escalation")))
@@ -196,11 +225,11 @@ def run_checks(
 
     for name, check in planned:
         try:
-            ok, evidence = check()
+            ok, evidence, *details = check()
         except GladlyError as exc:
             results.append(CheckResult(name, False, str(exc), error=exc))
             if name == "credentials" or isinstance(exc, AuthError):
                 break
             continue
-        results.append(CheckResult(name, ok, evidence))
+        results.append(CheckResult(name, ok, evidence, details=details[0] if details else ()))
     return results

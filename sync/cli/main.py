@@ -1,144 +1,77 @@
 """``gladly-sync``: the command line. It parses arguments, loads the config, and wires the plain
 functions (``sync_once``, ``drain_once``, the outbox and read API) to stdout, stderr and exit codes.
 
-stdout carries results only (``--json`` makes them machine-readable); logs, progress and errors go
-to stderr. Exit codes:
+stdout carries results only (``--json`` makes them machine-readable, ``--quiet`` drops them); logs,
+progress and errors go to stderr. With ``--json`` an error is also ``{"error": {"code": ...,
+"message": ...}}`` on stdout. Exit codes:
 
-    0  success, also a cron run skipped because the same job is running ("already running (pid N)")
-    1  the run failed (Gladly unreachable, a failed check, an unknown conversation, ...)
-    2  usage, config or enqueue validation error (config is checked before any network call)
-    3  authentication or permission error (401/403)
-    4  the database stayed locked by another process for longer than storage.lock_wait_seconds
+    0    success, also a cron run skipped because the same job is running ("already running (pid N)")
+    1    the run failed (Gladly unreachable, a failed check, ...)
+    2    usage, config or enqueue validation error, an unknown conversation or outbox action
+    3    authentication or permission error (401/403)
+    4    the database stayed locked by another process for longer than storage.lock_wait_seconds
+    130  stopped by SIGINT, 143 stopped by SIGTERM (``sync``, ``drain``; the daemon exits 0)
+    141  stdout was closed early (``context ID | head``): the command ends quietly
+
+Rendering lives in ``render`` (text and JSON), ``progress`` (the bar) and ``health`` (status).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
-import time
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, is_dataclass
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from typing import Any, TextIO
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from gladly_sync.storage import outbox
 from gladly_sync.sync.cli.export_files import add_arguments as add_export_arguments
+from gladly_sync.sync.cli.render import (
+    PROG,
+    emit,
+    emit_error,
+    emit_json,
+    error_code,
+    render_drain,
+    render_status,
+    render_sync,
+    say,
+    set_quiet,
+)
+from gladly_sync.sync.cli.render import when as _when
 from gladly_sync.sync.logs import configure_logging, register_credentials, scrub_text
 
 from gladly_sync import __version__
-from gladly_sync.config import EVENTS_WINDOW, Settings, load_settings
+from gladly_sync.config import Settings, load_settings
 from gladly_sync.errors import ConfigError, GladlySyncError, NotFound, UsageError
 
 __all__ = ["build_parser", "main"]
 
-PROG = "gladly-sync"
-EVENTS_WARN_AGE = timedelta(hours=20)  # warn well before the cursor leaves Gladly's 24 h window
-STALE_SYNCS = 3  # status --check: the events cursor may be this many sync intervals old
 CHECK_RETRIES = 2
-STUCK_UNKNOWN = timedelta(minutes=10)  # status --check: an unknown row this old is stuck
-
-
-# --------------------------------------------------------------------------- output
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return (value.astimezone(UTC) if value.tzinfo else value).isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    return str(value)
-
-
-def emit_json(data: Any) -> None:
-    """The command's one JSON document, on stdout, secrets scrubbed."""
-    print(scrub_text(json.dumps(data, indent=2, default=_jsonable, ensure_ascii=False)), file=sys.stdout)
-
-
-def emit(text: str) -> None:
-    print(scrub_text(text), file=sys.stdout)
-
-
-def say(text: str) -> None:
-    """A message for the operator that is not a result (stderr)."""
-    print(scrub_text(f"{PROG}: {text}"), file=sys.stderr)
-
-
-def _when(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return "-" if value is None else str(value)
-
-
-def _age(seconds: float | None) -> str:
-    """``95`` → ``1m35s``, ``7500`` → ``2h05m``, ``90000`` → ``1d01h``."""
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    for big, small, size, unit in (("d", "h", 86400, 3600), ("h", "m", 3600, 60), ("m", "s", 60, 1)):
-        if seconds >= size:
-            return f"{seconds // size}{big}{(seconds % size) // unit:02d}{small}"
-    return f"{seconds}s"
-
-
-class ProgressBar:
-    """The ``sync --full`` progress line on a TTY (stderr): export jobs, items, conversations, ETA."""
-
-    WIDTH = 24
-
-    def __init__(self, stream: TextIO, *, every: float = 0.1, clock: Callable[[], float] = time.monotonic):
-        self.stream = stream
-        self.every = every
-        self.clock = clock
-        self._drawn = 0.0
-        self._length = 0
-
-    def __call__(self, state: dict[str, Any]) -> None:
-        now = self.clock()
-        done = state.get("stage") == "done" and state.get("jobs_done") == state.get("jobs_total")
-        if not done and self._length and now - self._drawn < self.every:
-            return
-        self._drawn = now
-        self.draw(state)
-
-    def draw(self, state: dict[str, Any]) -> None:
-        total, resolved = state.get("conversations_total") or 0, state.get("conversations_resolved") or 0
-        jobs_total, jobs_done = state.get("jobs_total") or 0, state.get("jobs_done") or 0
-        fraction = (jobs_done + (resolved / total if total else 0)) / jobs_total if jobs_total else 1.0
-        filled = int(min(1.0, fraction) * self.WIDTH)
-        eta = state.get("eta_seconds")
-        line = (
-            f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] export jobs {jobs_done}/{jobs_total}"
-            f" · items {state.get('items_done') or 0:,} · conversations {resolved:,}/{total:,}"
-            + (f" · ~{_age(eta)} left at the rate budget" if eta else "")
-        )
-        self.stream.write("\r" + line.ljust(self._length))
-        self.stream.flush()
-        self._length = len(line)
-
-    def close(self) -> None:
-        if self._length:
-            self.stream.write("\n")
-            self.stream.flush()
+STOP_GRACE = 8.0  # seconds: a stopped sync/drain/daemon exits by then whatever it was doing
+STARTER_CONFIG = "config.yaml"  # package data of gladly_sync: the commented starter config
 
 
 # --------------------------------------------------------------------------- commands
 
 
-def _context(settings: Settings) -> Any:
+def _context(settings: Settings, *, stoppable: bool = False) -> Any:
+    """The command's Context; ``stoppable`` ones exit within ``STOP_GRACE`` of SIGTERM/SIGINT."""
     from gladly_sync.sync.context import Context
+    from gladly_sync.sync.shutdown import Shutdown
 
-    return Context.from_settings(settings)
+    shutdown = Shutdown(force_after=STOP_GRACE if stoppable else None)
+    return Context.from_settings(settings, shutdown=shutdown)
+
+
+def _configure_logs(args: argparse.Namespace, settings: Settings | None, stream: Any = None) -> None:
+    level = "debug" if args.debug else (settings.logging.level if settings else "info")
+    configure_logging(level, settings.logging.format if settings else "auto", stream=stream)
 
 
 def _locked(ctx: Any, job: str, args: argparse.Namespace, work: Callable[[], int]) -> int:
@@ -181,6 +114,8 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     else:
         for result in results:
             emit(f"{'✓' if result.ok else '✗'} {result.name}: {result.evidence}")
+            for detail in result.details:
+                emit(f"    {detail}")
     auth = next((r.error for r in failed if isinstance(r.error, AuthError)), None)
     if auth is not None:
         say(str(auth))
@@ -201,72 +136,60 @@ def _parse_since(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+@contextmanager
+def _terminal_progress(args: argparse.Namespace, settings: Settings) -> Iterator[Any]:
+    """On a terminal: a progress bar on stderr's last line, the logs written above it. Off a
+    terminal ``None``: the export pass logs ``export_progress`` events itself."""
+    if args.quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from gladly_sync.sync.cli.progress import ProgressBar, StatusLine
+
+    line = StatusLine(sys.stderr)
+    _configure_logs(args, settings, stream=line)
+    bar = ProgressBar(line)
+    try:
+        yield bar
+    finally:
+        bar.close()
+        _configure_logs(args, settings)
+
+
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from gladly_sync.sync.pull.run import sync_once
 
     since = _parse_since(args.since) if args.since else None
-    ctx = _context(settings)
+    ctx = _context(settings, stoppable=True)
 
     def work() -> int:
-        # Off a TTY the export pass logs progress events itself.
-        bar = ProgressBar(sys.stderr) if args.full and sys.stderr.isatty() else None
-        try:
+        with ctx.shutdown.on_signals(ctx.log), _terminal_progress(args, settings) as bar:
             summary = sync_once(ctx, full=args.full, since=since, progress=bar)
-        finally:
-            if bar is not None:
-                bar.close()
         data = summary.to_dict()
         if args.json:
             emit_json(data)
         else:
             emit(render_sync(data))
+        if args.quiet:
+            for warning in data.get("warnings") or []:
+                say(f"warning: {warning}")
         return 0
 
     return _locked(ctx, "sync", args, work)
 
 
-def render_sync(data: dict[str, Any]) -> str:
-    lines = [
-        f"sync {data.get('mode', '')} finished in {data.get('duration_seconds', 0):.1f}s: "
-        f"{data.get('requests', 0)} requests, {data.get('rate_limited', 0)} answered 429, "
-        f"{data.get('skipped_inbox_filter', 0)} conversations skipped by the inbox filter"
-    ]
-    rows = data.get("rows") or {}
-    if rows:
-        width = max(len(table) for table in rows)
-        lines += [f"  {table:<{width}}  {count:>8,}" for table, count in sorted(rows.items())]
-    else:
-        lines.append("  no rows changed")
-    if data.get("lists_cut"):
-        lines.append(
-            f"  item lists cut at 1000 by Gladly: {data['lists_cut']} conversations; "
-            f"{data.get('items_completed', 0)} newer items read one by one from their events"
-        )
-    lines += [f"warning: {warning}" for warning in data.get("warnings") or []]
-    return "\n".join(lines)
-
-
 def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
     from gladly_sync.sync.outbox.drain import drain_once
 
-    ctx = _context(settings)
+    ctx = _context(settings, stoppable=True)
 
     def work() -> int:
-        summary = drain_once(ctx)
+        with ctx.shutdown.on_signals(ctx.log):
+            summary = drain_once(ctx)
         data = asdict(summary)
         if args.json:
             emit_json(data)
-        elif data.get("skipped_disabled"):
-            emit("drain: outbox.enabled is false; nothing sent")
         else:
-            emit(
-                "drain: "
-                + ", ".join(
-                    f"{key} {data.get(key, 0)}"
-                    for key in ("sent", "retried", "unknown", "failed", "reconciled")
-                )
-                + f" ({data.get('requests', 0)} requests, {data.get('rate_limited', 0)} answered 429)"
-            )
+            emit(render_drain(data))
         return 0
 
     return _locked(ctx, "drain", args, work)
@@ -275,7 +198,7 @@ def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from gladly_sync.sync.daemon import Daemon
 
-    return Daemon(_context(settings)).serve()
+    return Daemon(_context(settings, stoppable=True)).serve()
 
 
 def _body(text: str) -> str:
@@ -376,12 +299,14 @@ def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from gladly_sync.storage.read import status_report
+    from gladly_sync.sync.cli.health import assess_status, live_runs
 
     ctx = _context(settings)
     now = ctx.clock()
     with ctx.db.connect(read_only=True) as con:
         report = status_report(con, now)
         unknown = outbox.list_actions(con, "unknown")
+    report = live_runs(report, settings.storage.path)
     problems, warnings = assess_status(report, unknown, settings, now)
     if args.json:
         emit_json({**report, "problems": problems, "warnings": warnings, "ok": not problems})
@@ -397,99 +322,14 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _as_datetime(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value:
-        try:
-            return _as_datetime(datetime.fromisoformat(value))
-        except ValueError:
-            return None
-    return None
-
-
-def assess_status(
-    report: dict[str, Any], unknown_rows: Sequence[dict[str, Any]], settings: Settings, now: datetime
-) -> tuple[list[str], list[str]]:
-    """``status --check``: problems (exit 1) and warnings, from ``storage.read.status_report``."""
-    problems: list[str] = []
-    warnings: list[str] = []
-    sync_every = settings.schedule.sync_every
-
-    last_sync = (report.get("last_runs") or {}).get("sync")
-    if last_sync and last_sync.get("status") == "failed":
-        problems.append(
-            f"the last sync (run {last_sync.get('run_id', '?')}, started {last_sync.get('started_at')}) "
-            f"failed: {last_sync.get('error') or 'no error recorded'}"
-        )
-
-    age_seconds = ((report.get("cursors") or {}).get("events") or {}).get("age_seconds")
-    if age_seconds is None:
-        problems.append("no events cursor yet: run `gladly-sync sync` (or start the daemon)")
-    else:
-        age = timedelta(seconds=age_seconds)
-        if age > STALE_SYNCS * sync_every:
-            problems.append(
-                f"the events cursor is {_age(age_seconds)} old, more than {STALE_SYNCS} x "
-                f"schedule.sync_every ({_age(sync_every.total_seconds())}): syncs are not running or failing"
-            )
-        if age >= EVENTS_WINDOW:
-            warnings.append(
-                "the events cursor is older than Gladly's 24 h events window; the next sync restarts "
-                "23 h back and repairs the gap from export jobs"
-            )
-        elif age >= EVENTS_WARN_AGE:
-            warnings.append(
-                f"the events cursor is {_age(age_seconds)} old and nears Gladly's 24 h events window; "
-                "run `gladly-sync sync` soon"
-            )
-
-    failed = (report.get("outbox") or {}).get("failed")
-    if failed:
-        problems.append(f"{failed} outbox actions failed: see `gladly-sync outbox list --status failed`")
-    stuck_after = max(STALE_SYNCS * settings.schedule.drain_every, STUCK_UNKNOWN)
-    stuck = [
-        row
-        for row in unknown_rows
-        if (attempted := _as_datetime(row.get("last_attempt_at") or row.get("created_at"))) is not None
-        and now - attempted > stuck_after
-    ]
-    if stuck:
-        problems.append(
-            f"{len(stuck)} outbox actions stuck in unknown for more than "
-            f"{_age(stuck_after.total_seconds())}: see `gladly-sync outbox list --status unknown`"
-        )
-    for gap in report.get("gaps") or []:
-        warnings.append(f"known gap {gap.get('start')} .. {gap.get('end')} not covered by an export job yet")
-    return problems, warnings
-
-
-def render_status(report: dict[str, Any], indent: str = "") -> str:
-    """The status report as indented ``key: value`` lines."""
-    lines: list[str] = []
-    for key, value in report.items():
-        if isinstance(value, dict) and value:
-            lines.append(f"{indent}{key}:")
-            lines.append(render_status(value, indent + "  "))
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            lines.append(f"{indent}{key}:")
-            for entry in value:
-                lines.append(f"{indent}  - " + ", ".join(f"{k}: {_when(v)}" for k, v in entry.items()))
-        elif isinstance(value, list):
-            lines.append(f"{indent}{key}: {', '.join(_when(v) for v in value) or '-'}")
-        elif key == "age_seconds" and isinstance(value, int | float):
-            lines.append(f"{indent}age: {_age(value)}")
-        else:
-            lines.append(f"{indent}{key}: {_when(value)}")
-    return "\n".join(lines)
-
-
 def cmd_context(args: argparse.Namespace, settings: Settings) -> int:
     from gladly_sync.storage.read import conversation_context
 
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: expected a number of items of at least 1")
     ctx = _context(settings)
     with ctx.db.connect(read_only=True) as con:
-        data = conversation_context(con, args.conversation_id)
+        data = conversation_context(con, args.conversation_id, limit=args.limit)
     emit_json(data)
     return 0
 
@@ -498,6 +338,34 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from gladly_sync.sync.cli.export_files import run_export
 
     return run_export(args, settings, emit=emit, emit_json=emit_json)
+
+
+def starter_config() -> str:
+    """The commented starter config shipped in the package (the repository's ``config.yaml``)."""
+    from importlib.resources import files
+
+    return files("gladly_sync").joinpath(STARTER_CONFIG).read_text(encoding="utf-8")
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings | None) -> int:
+    path = Path(args.path)
+    if path.is_dir():
+        path = path / "config.yaml"
+    if path.exists() and not args.force:
+        raise UsageError(f"{path} already exists; pass --force to replace it with the starter config")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        file.write(starter_config())
+    os.chmod(path, 0o600)
+    if args.json:
+        emit_json({"path": str(path.resolve())})
+    else:
+        emit(
+            f"wrote the starter config to {path}: set gladly.organization and gladly.email, put the API "
+            f"token in $GLADLY_API_TOKEN, then run `{PROG} --config {path} check` to see your inbox ids"
+        )
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings | None) -> int:
@@ -514,22 +382,39 @@ def cmd_demo(args: argparse.Namespace, settings: Settings | None) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+class ArgumentError(UsageError):
+    """argparse found the command line wrong (exit 2, after the usage line)."""
+
+    def __init__(self, message: str, parser: argparse.ArgumentParser):
+        super().__init__(message)
+        self.lines = f"{parser.format_usage()}{parser.prog}: error: {message}\n"
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, with usage errors scrubbed like every other line we print."""
+    """argparse, raising ``ArgumentError`` so ``main`` reports it like every other error."""
 
     def error(self, message: str) -> Any:
-        self.print_usage(sys.stderr)
-        self.exit(2, scrub_text(f"{self.prog}: error: {message}\n"))
+        raise ArgumentError(message, self)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    # --config and --debug work before the command and after it.
+def _shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """``--config``/``--debug``/``--quiet`` (before or after the command), and ``--json``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print no result, only errors and warnings (for cron: mail only when something is wrong)",
+    )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    return common, as_json
 
+
+def _top_parser() -> _Parser:
     parser = _Parser(
         prog=PROG,
         description="Keep a local DuckDB copy of a Gladly org; send queued replies, notes and escalations.",
@@ -542,16 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", default=False, help="debug logs and tracebacks")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    parser.add_argument("--quiet", "-q", action="store_true", default=False, help=argparse.SUPPRESS)
+    return parser
 
-    def command(
-        name: str, handler: Callable[..., int], help: str, *, json: bool = True
-    ) -> argparse.ArgumentParser:
-        parents = [common, as_json] if json else [common]
-        sub = commands.add_parser(name, parents=parents, help=help, description=help)
-        sub.set_defaults(handler=handler, json=False)
-        return sub
 
+def _add_pull_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     check = command("check", cmd_check, "validate the connection, the API user and the configured inboxes")
     check.add_argument("--customer", metavar="EMAIL", help="also look up a customer by email")
     check.add_argument("--conversation", metavar="ID", help="also read a conversation and its items")
@@ -563,7 +443,6 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--yes-production", action="store_true", help="allow --send-test-reply against production"
     )
-
     sync = command("sync", cmd_sync, "one incremental pull, then exit (cron mode)")
     window = sync.add_mutually_exclusive_group()
     window.add_argument(
@@ -572,10 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-read every export job Gladly holds (14 days); a reconcile pass",
     )
     window.add_argument("--since", metavar="ISO", help="re-poll events from ISO (within 23 h)")
-
     command("drain", cmd_drain, "one outbox drain pass, then exit")
     command("run", cmd_run, "the daemon: sync, drain and reconcile on their intervals", json=False)
 
+
+def _add_outbox_commands(
+    command: Callable[..., argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    as_json: argparse.ArgumentParser,
+) -> None:
     enqueue = command("enqueue", cmd_enqueue, "queue a reply, an internal note or an escalation", json=False)
     kinds = enqueue.add_subparsers(dest="kind", metavar="KIND", required=True, parser_class=_Parser)
     reply = kinds.add_parser(
@@ -610,25 +494,53 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = actions.add_parser("cancel", parents=[common, as_json], help="cancel an action not being sent")
     cancel.add_argument("id", metavar="ID")
 
+
+def _add_read_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     status = command("status", cmd_status, "cursors, last runs, row and outbox counts")
     status.add_argument(
         "--check",
         action="store_true",
-        help="exit 1 when the last sync failed, syncs are stale, or outbox actions failed or are stuck",
+        help="exit 1 when the last run failed or was interrupted, syncs are stale, "
+        "or outbox actions failed or are stuck",
     )
-
     context = command(
         "context", cmd_context, "a conversation with its customer, items and open actions (JSON)"
     )
     context.add_argument("conversation_id", metavar="CONV_ID")
-
     export = command("export", cmd_export, "write the analyst tables and views as Parquet or CSV files")
     add_export_arguments(export)
+    context.add_argument("--limit", metavar="N", type=int, help="only the newest N items")
 
+
+def _add_setup_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    init = command("init", cmd_init, "write the commented starter config to PATH (default ./config.yaml)")
+    init.add_argument("path", metavar="PATH", nargs="?", default="config.yaml")
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+    init.set_defaults(needs_config=False)
     demo = command(
         "demo", cmd_demo, "run the bundled Gladly simulator end to end (no credentials)", json=False
     )
     demo.set_defaults(needs_config=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level options, then each group of commands."""
+    common, as_json = _shared_options()
+    parser = _top_parser()
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    def command(
+        name: str, handler: Callable[..., int], help: str, *, json: bool = True
+    ) -> argparse.ArgumentParser:
+        parents = [common, as_json] if json else [common]
+        sub = commands.add_parser(name, parents=parents, help=help, description=help)
+        sub.set_defaults(handler=handler, json=False)
+        return sub
+
+    _add_setup_commands(command)
+    _add_pull_commands(command)
+    _add_outbox_commands(command, common, as_json)
+    _add_read_commands(command)
     return parser
 
 
@@ -640,41 +552,67 @@ def _print_traceback(exc: BaseException) -> None:
     print(scrub_text(text), file=sys.stderr, end="")
 
 
+def _silence_stdout() -> None:
+    """stdout's reader went away: point stdout at /dev/null so the exit's flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _fail(exc: BaseException, *, as_json: bool, debug: bool) -> int:
+    """Report an error the way the command line reports every error; return its exit code."""
+    if debug:
+        _print_traceback(exc)
+    if isinstance(exc, ArgumentError):
+        sys.stderr.write(scrub_text(exc.lines))
+        emit_error(str(exc), code="usage_error", as_json=as_json, lines=[])
+        return exc.exit_code
+    if isinstance(exc, ConfigError):
+        lines = [f"config error: {problem}" for problem in exc.problems]
+        emit_error("; ".join(exc.problems), code=error_code(exc), as_json=as_json, lines=lines)
+        return exc.exit_code
+    if isinstance(exc, GladlySyncError):
+        emit_error(str(exc), code=error_code(exc), as_json=as_json)
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        emit_error("interrupted", code="interrupted", as_json=as_json)
+        return 130
+    message = f"{type(exc).__name__}: {exc}"
+    hint = [] if debug else ["run again with --debug for the traceback"]
+    emit_error(
+        message, code="unexpected_error", as_json=as_json, lines=[f"unexpected error: {message}", *hint]
+    )
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json, debug = "--json" in argv, "--debug" in argv
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-
-    debug = bool(args.debug)
-    try:
-        configure_logging("debug" if debug else "info", "auto")  # stderr, also before the config is read
+        args = build_parser().parse_args(argv)
+        as_json, debug = bool(args.json), bool(args.debug)
+        set_quiet(bool(args.quiet))
+        _configure_logs(args, None)  # stderr, also before the config is read
         if not getattr(args, "needs_config", True):
             return args.handler(args, None)
         settings = load_settings(args.config)
         register_credentials(settings.gladly.email, settings.gladly.api_token)
-        configure_logging("debug" if debug else settings.logging.level, settings.logging.format)
+        _configure_logs(args, settings)
         return args.handler(args, settings)
-    except ConfigError as exc:
-        if debug:
-            _print_traceback(exc)
-        for problem in exc.problems:
-            say(f"config error: {problem}")
-        return exc.exit_code
-    except GladlySyncError as exc:
-        if debug:
-            _print_traceback(exc)
-        say(f"error: {exc}")
-        return exc.exit_code
-    except KeyboardInterrupt:
-        say("interrupted")
-        return 130
-    except Exception as exc:
-        if debug:
-            _print_traceback(exc)
-        say(f"unexpected error: {type(exc).__name__}: {exc}")
-        if not debug:
-            say("run again with --debug for the traceback")
-        return 1
+    except SystemExit as exc:  # argparse's --help
+        return exc.code if isinstance(exc.code, int) else 0
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
+    except (Exception, KeyboardInterrupt) as exc:
+        try:
+            return _fail(exc, as_json=as_json, debug=debug)
+        except BrokenPipeError:
+            _silence_stdout()
+            return 141
+    finally:
+        set_quiet(False)

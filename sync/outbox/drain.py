@@ -41,13 +41,13 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from gladly_sync.storage import outbox
 from gladly_sync.sync.context import Context
+from gladly_sync.sync.logs import ContextPool
 from gladly_sync.sync.outbox.payloads import (
     escalation_patch,
     normalise_text,
@@ -62,6 +62,7 @@ from gladly_sync.errors import (
     DeadlineExceeded,
     GladlyError,
     GladlyNotFound,
+    Interrupted,
     NeverSent,
     RateLimited,
     Rejected,
@@ -127,7 +128,7 @@ def drain_once(
         summary = drain.summary(requests=client.requests, rate_limited=client.rate_limited)
         run.requests, run.rate_limited = client.requests, client.rate_limited
         run.rows = {"outbox": summary.sent + summary.failed + summary.unknown + summary.reconciled}
-    ctx.log.info("drain_finished", **_counts(summary), recovered=recovered)
+    ctx.log.info("drain_finished", run_id=run.run_id, **_counts(summary), recovered=recovered)
     return summary
 
 
@@ -196,7 +197,7 @@ class _Drain:
         if not conversations:
             return
         errors: list[BaseException] = []
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(conversations)))) as pool:
+        with ContextPool(max_workers=max(1, min(workers, len(conversations)))) as pool:
             futures = [pool.submit(self._work_conversation, conv) for conv in conversations]
             for future in futures:
                 error = future.exception()
@@ -239,7 +240,7 @@ class _Drain:
         return row, outbox.mark_sending(con, row["id"], now)
 
     def _stopping(self) -> bool:
-        return self._stop.is_set() or self.ctx.clock() >= self.deadline
+        return self._stop.is_set() or self.ctx.shutdown.requested or self.ctx.clock() >= self.deadline
 
     # ------------------------------------------------------------------ one row
 
@@ -312,7 +313,7 @@ class _Drain:
             self._stop.set()
             self.log.error("outbox_auth_failed", **_ids(row), status=exc.status)
             raise
-        except (RateLimited, NeverSent, DeadlineExceeded) as exc:  # nothing reached Gladly
+        except (RateLimited, NeverSent, DeadlineExceeded, Interrupted) as exc:  # nothing reached Gladly
             return self._defer(row, exc, counted=False)
         except UnknownOutcome as exc:
             return self._unknown(claimed, str(exc))

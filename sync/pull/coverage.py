@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gladly_sync.storage import upserts
+from gladly_sync.storage.read import GAPS_STREAM
 
-GAPS_STREAM = "gaps"
 RECONCILE_STREAM = "reconcile"  # when the last export reconcile pass finished
 COVERAGE_STREAM = "coverage"
 

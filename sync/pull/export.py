@@ -21,7 +21,6 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from gladly_sync.storage import rows as rowmaps
 from gladly_sync.storage import upserts
 from gladly_sync.sync.client import GladlyClient
 from gladly_sync.sync.context import Context
+from gladly_sync.sync.logs import ContextPool
 from gladly_sync.sync.pull.coverage import (
     RECONCILE_STREAM,
     extend_coverage,
@@ -39,7 +39,7 @@ from gladly_sync.sync.pull.coverage import (
     subtract_windows,
 )
 from gladly_sync.sync.pull.resolve import BATCH, WORKERS, Batch, Resolver, Tally, chunks
-from gladly_sync.sync.runs import run_job
+from gladly_sync.sync.runs import publish_snapshot, run_job
 
 from gladly_sync.errors import MalformedResponse
 
@@ -201,11 +201,17 @@ def jobs_to_process(
 
 
 class _Progress:
-    """Counts for the progress bar and the ``export_progress`` log event (every few seconds)."""
+    """Counts for the progress bar and the ``export_progress`` log event (every few seconds).
+
+    ``eta_seconds`` estimates the whole pass: the lookups left in the job in progress at the rate
+    budget, plus each job not started yet at the average duration of the jobs done (before the first
+    is done: the projected duration of the one in progress)."""
 
     def __init__(self, ctx: Context, callback: Progress | None, jobs_total: int):
         self.ctx = ctx
         self.callback = callback
+        self._job_started: float | None = None
+        self._job_seconds: list[float] = []
         self.state: dict[str, Any] = {
             "jobs_total": jobs_total,
             "jobs_done": 0,
@@ -219,15 +225,33 @@ class _Progress:
         self._logged = time.monotonic()
 
     def update(self, *, force: bool = False, **changes: Any) -> None:
+        if changes.get("stage") == "downloading":
+            self._job_started = time.monotonic()
+        elif changes.get("stage") == "done" and self._job_started is not None:
+            self._job_seconds.append(time.monotonic() - self._job_started)
+            self._job_started = None
         self.state.update(changes)
-        remaining = self.state["conversations_total"] - self.state["conversations_resolved"]
-        rate = self.ctx.settings.gladly.requests_per_second
-        self.state["eta_seconds"] = round(remaining / rate, 1) if rate else None
+        self.state["eta_seconds"] = self._estimate()
         if self.callback is not None:
             self.callback(dict(self.state))
         if force or time.monotonic() - self._logged >= PROGRESS_EVERY:
             self._logged = time.monotonic()
             self.ctx.log.info("export_progress", **self.state)
+
+    def _estimate(self) -> float | None:
+        rate = self.ctx.settings.gladly.requests_per_second
+        if not rate:
+            return None
+        remaining = self.state["conversations_total"] - self.state["conversations_resolved"]
+        current = remaining / rate if self._job_started is not None else 0.0
+        not_started = self.state["jobs_total"] - self.state["jobs_done"] - (self._job_started is not None)
+        if self._job_seconds:
+            per_job = sum(self._job_seconds) / len(self._job_seconds)
+        elif self._job_started is not None:
+            per_job = time.monotonic() - self._job_started + current
+        else:
+            per_job = 0.0
+        return round(current + max(0, not_started) * per_job, 1)
 
 
 def reconcile(
@@ -241,7 +265,7 @@ def reconcile(
 ) -> ExportSummary:
     """The export pass. ``resolver`` shares the ids already fetched in this run (the events pass)."""
     if resolver is None:
-        with ThreadPoolExecutor(WORKERS) as pool:
+        with ContextPool(WORKERS) as pool:
             resolver = Resolver(ctx, client, Tally(), pool)
             return reconcile(ctx, client, full=full, since=since, progress=progress, resolver=resolver)
     started = time.monotonic()
@@ -254,6 +278,7 @@ def reconcile(
     ctx.log.info("export_jobs_listed", jobs=len(jobs), to_process=len(todo), full=full)
     meter = _Progress(ctx, progress, len(todo))
     for job in todo:
+        ctx.shutdown.check()  # a stopped pass resumes with this job: it is not recorded yet
         _process_job(ctx, resolver, job, summary, meter)
         processed[job["id"]] = job.get("updatedAt")
         summary.jobs_processed += 1
@@ -316,6 +341,8 @@ def _process_job(
         summary.conversations_fresh += len(conversation_ids) - len(todo)
         meter.update(stage="resolving", conversations_total=len(todo))
         for batch_ids in chunks(todo, BATCH):
+            # Resolved batches are stored: resumed, the job looks up only the conversations left.
+            ctx.shutdown.check()
             conversations, customers = resolver.resolve(batch_ids, stored=stored, items=False)
             with db.transaction() as con:
                 resolver.write(con, Batch(customers=customers, conversations=conversations), stored)
@@ -327,6 +354,7 @@ def _process_job(
         items = 0
         meter.update(stage="items")
         for part in item_parts:
+            ctx.shutdown.check()
             with db.transaction() as con:
                 items += upserts.upsert_export_items(con, part, job_end_at=end_at, synced_at=synced_at) or 0
             meter.update(items_done=items)
@@ -335,6 +363,7 @@ def _process_job(
         pending: list[dict[str, Any]] = []
         for part in customer_parts:
             for chunk in _customer_chunks(part):
+                ctx.shutdown.check()
                 if pending:
                     with db.transaction() as con:
                         customers += upserts.merge_export_customers(con, pending, end_at) or 0
@@ -410,11 +439,12 @@ def reconcile_once(ctx: Context, *, progress: Progress | None = None) -> ExportS
     with (
         run_job(ctx, "reconcile") as run,
         ctx.client_factory() as client,
-        ThreadPoolExecutor(WORKERS) as pool,
+        ContextPool(WORKERS) as pool,
     ):
         tally = Tally()
         try:
-            summary = reconcile(ctx, client, progress=progress, resolver=Resolver(ctx, client, tally, pool))
+            resolver = Resolver(ctx, client, tally, pool)
+            summary = reconcile(ctx, client, progress=run.progress_reporter(progress), resolver=resolver)
             tally.rows.update(refresh_references(ctx, client))
             summary.rows = dict(tally.rows)
             with ctx.db.transaction() as con:
@@ -422,15 +452,16 @@ def reconcile_once(ctx: Context, *, progress: Progress | None = None) -> ExportS
         finally:
             run.rows = dict(tally.rows)
             run.requests, run.rate_limited = client.requests, client.rate_limited
-        if ctx.settings.storage.snapshot_path is not None:
-            ctx.db.publish_snapshot(ctx.settings.storage.snapshot_path)
         summary.requests, summary.rate_limited = client.requests, client.rate_limited
-        summary.duration_seconds = round(time.monotonic() - started, 3)
-        ctx.log.info(
-            "reconcile_finished",
-            jobs=summary.jobs_processed,
-            items=summary.items,
-            customers=summary.customers,
-            requests=summary.requests,
-        )
+    publish_snapshot(ctx, run)
+    summary.duration_seconds = round(time.monotonic() - started, 3)
+    ctx.log.info(
+        "reconcile_finished",
+        run_id=run.run_id,
+        jobs=summary.jobs_processed,
+        items=summary.items,
+        customers=summary.customers,
+        requests=summary.requests,
+        duration_seconds=summary.duration_seconds,
+    )
     return summary

@@ -29,19 +29,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from gladly_sync.storage import upserts
+from gladly_sync.storage.read import inbox_names
 from gladly_sync.sync.client import GladlyClient
 from gladly_sync.sync.context import Context
+from gladly_sync.sync.logs import ContextPool
 from gladly_sync.sync.pull.coverage import RECONCILE_STREAM, utc_iso
 from gladly_sync.sync.pull.events import CURSOR_EXPIRY, EVENTS_STREAM, FIRST_LOOKBACK, events_pass
 from gladly_sync.sync.pull.export import reconcile, refresh_references
 from gladly_sync.sync.pull.resolve import WORKERS, Resolver, Tally
-from gladly_sync.sync.runs import RunHandle, run_job
+from gladly_sync.sync.runs import RunHandle, publish_snapshot, run_job
 
 from gladly_sync.errors import UsageError
 
@@ -153,7 +154,7 @@ def sync_once(
     if since is not None:
         since = check_since(since, now)
     plan = plan_run(ctx, now, full=full, since=since)
-    with run_job(ctx, "sync") as run, ctx.client_factory() as client, ThreadPoolExecutor(WORKERS) as pool:
+    with run_job(ctx, "sync") as run, ctx.client_factory() as client, ContextPool(WORKERS) as pool:
         summary = SyncSummary(run_id=run.run_id, mode=plan.mode)
         tally = Tally()
         resolver = Resolver(ctx, client, tally, pool)
@@ -161,14 +162,36 @@ def sync_once(
         if plan.expired_from is not None:
             _warn_expired(log, tally, plan)
         try:
-            _passes(ctx, resolver, plan, summary, now=now, full=full, since=since, progress=progress)
+            report = run.progress_reporter(progress)
+            _passes(ctx, resolver, plan, summary, now=now, full=full, since=since, progress=report)
+            tally.warnings += unknown_ingest_inboxes(ctx)
         finally:
             _fill(summary, run, tally, client, started)
-        if ctx.settings.storage.snapshot_path is not None:
-            ctx.db.publish_snapshot(ctx.settings.storage.snapshot_path)
-        summary.duration_seconds = round(time.monotonic() - started, 3)
-        _log_finished(log, summary)
+    publish_snapshot(ctx, run)  # after the run's record is final: the snapshot's copy says how it ended
+    summary.duration_seconds = round(time.monotonic() - started, 3)
+    _log_finished(log, summary)
     return summary
+
+
+def unknown_ingest_inboxes(ctx: Context) -> list[str]:
+    """A warning per ``inboxes.ingest`` id that is not an inbox of the organization (once the
+    reference lists were read): its conversations would silently never be stored."""
+    ingest = ctx.settings.inboxes.ingest
+    if not ingest:
+        return []
+    with ctx.db.connect() as con:
+        known = inbox_names(con)
+    if not known:
+        return []
+    warnings = []
+    for inbox_id in ingest:
+        if inbox_id not in known:
+            ctx.log.warning("ingest_inbox_unknown", inbox_id=inbox_id, inboxes=len(known))
+            warnings.append(
+                f"inboxes.ingest names {inbox_id}, which is not one of the organization's {len(known)} "
+                f"inboxes: no conversation of it is stored; `gladly-sync check` lists the inbox ids"
+            )
+    return warnings
 
 
 def _passes(
@@ -214,6 +237,7 @@ def _warn_expired(log: Any, tally: Tally, plan: _Plan) -> None:
 def _log_finished(log: Any, summary: SyncSummary) -> None:
     log.info(
         "sync_finished",
+        run_id=summary.run_id,
         rows=summary.rows,
         events=summary.events_seen,
         new_events=summary.events_new,

@@ -92,6 +92,7 @@ class TestPassing:
             "environment",
             "credentials",
             "api user",
+            "inboxes",
             "ingest inbox in-1",
             "escalation inbox",
             "customer",
@@ -145,11 +146,32 @@ class TestPassing:
         assert results[0] == CheckResult("environment", True, expected)
 
     def test_all_inboxes_when_ingest_is_empty(self, tmp_path, gladly):
-        """With inboxes.ingest empty the check counts all inboxes; no escalation inbox is fine."""
+        """With inboxes.ingest empty every inbox is listed as ingested; no escalation inbox is fine."""
         settings = make_settings(tmp_path, inboxes={"ingest": [], "escalation": None})
         found = by_name(check(settings))
-        assert found["ingest inboxes"].ok and "all 2 inboxes" in found["ingest inboxes"].evidence
+        assert found["inboxes"].ok and "2 inboxes in the organization, all ingested" in found["inboxes"].evidence
+        assert found["inboxes"].details == ("esc  'Esc'  (ingested)", "in-1  'Support'  (ingested)")
         assert found["escalation inbox"].ok and "--inbox" in found["escalation inbox"].evidence
+
+    def test_every_inbox_is_listed_with_id_and_name(self, tmp_path, gladly):
+        """check lists every inbox of the organization, id and name, marking the ingested and escalation ones."""
+        gladly.get("/inboxes").respond(
+            200,
+            json=[
+                {"id": "in-1", "name": "Support"},
+                {"id": "esc", "name": "Esc"},
+                {"id": "in-9", "name": "Billing", "disabled": True},
+            ],
+        )
+        settings = make_settings(tmp_path)
+        found = by_name(check(settings))
+        assert "3 inboxes in the organization, 1 listed in inboxes.ingest" in found["inboxes"].evidence
+        assert found["inboxes"].details == (
+            "in-9  'Billing'  (disabled in Gladly)",
+            "esc  'Esc'  (escalation)",
+            "in-1  'Support'  (ingested)",
+        )
+        assert found["inboxes"].to_dict()["details"] == list(found["inboxes"].details)
 
 
 class TestFailing:

@@ -20,7 +20,8 @@ import respx
 from gladly_sync.storage import upserts
 from gladly_sync.storage.database import Database
 from gladly_sync.storage.rows import conversation_row
-from gladly_sync.sync.cli.main import ProgressBar, main
+from gladly_sync.sync.cli.main import main
+from gladly_sync.sync.cli.progress import ProgressBar
 from gladly_sync.sync.joblock import job_lock
 from gladly_sync.sync.outbox.drain import DrainSummary
 from gladly_sync.sync.pull.run import SyncSummary
@@ -189,6 +190,9 @@ class TestCheck:
             router.get("/agents").respond(
                 200, json=[{"id": "ag-1", "name": "API", "emailAddress": "api@acme.test"}]
             )
+            router.get("/inboxes").respond(
+                200, json=[{"id": "in-1", "name": "Support"}, {"id": "esc", "name": "Escalations"}]
+            )
             router.get("/inboxes/in-1").respond(200, json={"id": "in-1", "name": "Support"})
             router.get("/inboxes/esc").respond(200, json={"id": "esc", "name": "Escalations"})
             yield router
@@ -344,7 +348,7 @@ class TestSync:
         bar({**state, "conversations_total": 10, "conversations_resolved": 5, "eta_seconds": 90})
         bar.close()
         text = stream.getvalue()
-        assert text.startswith("\r[######") and text.endswith("\n")
+        assert text.startswith("\r\x1b[K[######") and text.endswith("\n")
         assert "export jobs 1/4 · items 1,200 · conversations 5/10 · ~1m30s left" in text
 
     def test_no_progress_callback_off_a_tty(self, run, monkeypatch):
@@ -502,12 +506,12 @@ class TestOutbox:
         ("argv", "code"),
         [
             (["outbox", "show"], 2),
-            (["outbox", "show", "nope"], 1),
-            (["outbox", "show", "--dedupe-key", "zz"], 1),
+            (["outbox", "show", "nope"], 2),
+            (["outbox", "show", "--dedupe-key", "zz"], 2),
         ],
     )
     def test_show_errors(self, run, queued, argv, code):
-        """Neither id nor key is a usage error; an unknown id or key exits 1."""
+        """Neither id nor key is a usage error; an unknown id or key exits 2, like every unknown id."""
         assert run(*argv)[0] == code
 
     def test_cancel_then_retry_refused(self, run, queued):
@@ -522,8 +526,9 @@ class TestStatus:
     def record(self, db_path, *, cursor_age: timedelta | None, sync_status: str = "ok") -> None:
         now = datetime.now(UTC)
         with Database(db_path).transaction() as con:
-            if cursor_age is not None:
-                upserts.save_cursor(con, "events", (now - cursor_age).isoformat(), now)
+            if cursor_age is not None:  # last advanced cursor_age ago (its value trails by 2 min more)
+                moved = now - cursor_age
+                upserts.save_cursor(con, "events", (moved - timedelta(minutes=2)).isoformat(), moved)
             upserts.start_run(con, "run-1", "sync", now - timedelta(seconds=5), os.getpid())
             upserts.finish_run(
                 con,
@@ -549,7 +554,7 @@ class TestStatus:
         [
             (None, "ok", "no events cursor"),
             (timedelta(minutes=1), "failed", "the last sync"),
-            (timedelta(minutes=16), "ok", "more than 3 x schedule.sync_every"),
+            (timedelta(minutes=16), "ok", "was last advanced 16m00s ago, more than 15m00s"),
         ],
     )
     def test_check_problems_exit_1(self, run, store, db_path, cursor_age, sync_status, problem):
@@ -604,10 +609,10 @@ class TestContext:
         assert code == 0 and data["conversation"]["id"] == "conv-1"
         assert [item["id"] for item in data["items"]] == ["item-1"]
 
-    def test_unknown_conversation_exits_1(self, run, store):
-        """An unknown conversation exits 1 with a message and nothing on stdout."""
+    def test_unknown_conversation_exits_2(self, run, store):
+        """An unknown conversation exits 2 with a message and nothing on stdout."""
         code, out, err = run("context", "conv-nope")
-        assert (code, out) == (1, "") and "conv-nope" in err
+        assert (code, out) == (2, "") and "conv-nope" in err
 
 
 class TestDaemonAndDemo:

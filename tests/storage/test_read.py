@@ -224,7 +224,9 @@ class TestStatusReport:
     def test_report(self, con):
         """Cursors with age, last run per job, counts, outbox by status, coverage and gaps, as JSON."""
         seed(con)
-        upserts.save_cursor(con, "events", "2024-05-03T11:00:00Z", T2)
+        upserts.save_cursor(con, "events", "2024-05-03T11:00:00Z", T2 - timedelta(minutes=30))
+        missed = [["2024-05-01T12:00:02+00:00", "2024-05-03T12:00:00+00:00"]]
+        upserts.save_cursor(con, read.GAPS_STREAM, json.dumps(missed), T2)
         for run_id, job, start, status in [
             ("r1", "sync", T0, "ok"),
             ("r2", "sync", T0 + timedelta(hours=1), "failed"),
@@ -257,8 +259,8 @@ class TestStatusReport:
         assert report["cursors"] == {
             "events": {
                 "cursor": "2024-05-03T11:00:00Z",
-                "updated_at": "2024-05-03T12:00:00Z",
-                "age_seconds": 3600.0,
+                "updated_at": "2024-05-03T11:30:00Z",
+                "age_seconds": 1800.0,
             }
         }
         assert {job: run["run_id"] for job, run in report["last_runs"].items()} == {
@@ -279,27 +281,26 @@ class TestStatusReport:
             {"start": "2024-05-01T12:00:02Z", "end": "2024-05-03T12:00:00Z", "hours": 48.0}
         ]
 
-    def test_gaps(self, con):
-        """A span over 24 h between successful polls is a gap, minus what export jobs cover."""
-        polls = [T0, T0 + timedelta(hours=30), T0 + timedelta(hours=31), T0 + timedelta(hours=80)]
+    def test_cursor_age_counts_from_its_last_advance(self, con):
+        """A cursor advanced a moment ago is young, however far its value trails (by design)."""
+        upserts.save_cursor(con, "events", "2024-05-03T09:00:00Z", T2 - timedelta(seconds=5))
+        assert read.status_report(con, T2)["cursors"]["events"]["age_seconds"] == 5.0
+
+    def test_gaps_are_what_the_events_poll_missed(self, con):
+        """Gaps come from what the events pass recorded as missed, not from the time between runs."""
+        polls = [T0, T0 + timedelta(hours=30), T0 + timedelta(hours=80)]
         for n, start in enumerate(polls):
             upserts.start_run(con, f"r{n}", "sync", start, 1)
             upserts.finish_run(
                 con, f"r{n}", status="ok", finished_at=start, requests=1, rate_limited=0, rows={}, error=None
             )
-        upserts.record_export_job(
-            con,
-            {"id": "j1", "parameters": {"startAt": "2024-05-03T00:00:00Z", "endAt": "2024-05-03T12:00:00Z"}},
-            0,
-            0,
-            T1,
-        )
-        gaps = read.known_gaps(con, T0 + timedelta(hours=90))
-        assert gaps == [
-            {"start": "2024-05-01T12:00:00Z", "end": "2024-05-02T18:00:00Z", "hours": 30.0},
-            {"start": "2024-05-02T19:00:00Z", "end": "2024-05-03T00:00:00Z", "hours": 5.0},
-            {"start": "2024-05-03T12:00:00Z", "end": "2024-05-04T20:00:00Z", "hours": 32.0},
+        assert read.known_gaps(con) == []
+        missed = [["2024-05-01T12:00:00+00:00", "2024-05-02T18:00:00+00:00"]]
+        upserts.save_cursor(con, read.GAPS_STREAM, json.dumps(missed), T1)
+        assert read.known_gaps(con) == [
+            {"start": "2024-05-01T12:00:00Z", "end": "2024-05-02T18:00:00Z", "hours": 30.0}
         ]
+        assert "gaps" not in read.status_report(con, T2)["cursors"]
 
     def test_empty_store(self, con):
         """A fresh store reports zeros and nothing else."""
