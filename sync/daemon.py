@@ -34,6 +34,7 @@ stay within ``requests_per_second`` per method together, not each.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 import uuid
@@ -44,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -57,6 +59,14 @@ __all__ = ["Daemon", "Job", "default_jobs", "run_deadline"]
 MIN_DEADLINE = timedelta(minutes=2)
 MAX_DEADLINE = timedelta(hours=1)
 PULL_JOBS = frozenset({"sync", "reconcile"})
+
+
+class _ReplacedByEvents(logging.Filter):
+    """Drops APScheduler's sentences about a skipped or missed tick: ``job_tick_skipped`` says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return "maximum number of running instances" not in text and "was missed by" not in text
 
 
 class _Stopping(Exception):
@@ -125,7 +135,17 @@ class Daemon:
                 coalesce=True,
                 misfire_grace_time=max(1, int(seconds)),
             )
+        # A tick that finds its job still running is normal (coalesce): our event, not APScheduler's
+        # warning sentence.
+        scheduler.add_listener(self._tick_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        library = logging.getLogger("apscheduler.scheduler")
+        if not any(isinstance(f, _ReplacedByEvents) for f in library.filters):
+            library.addFilter(_ReplacedByEvents())
         return scheduler
+
+    def _tick_skipped(self, event: JobEvent) -> None:
+        reason = "still running" if event.code == EVENT_JOB_MAX_INSTANCES else "missed its time"
+        self.log.info("job_tick_skipped", job=event.job_id, reason=reason)
 
     # ------------------------------------------------------------------ one run of one job
 

@@ -7,8 +7,10 @@
     scrub_secrets          the API token (and the Basic ``Authorization`` value built from it) → "***"
     renderer               ConsoleRenderer on a TTY, JSONRenderer otherwise (``logging.format``)
 
-Standard-library loggers (APScheduler, httpx) go through the same chain at WARNING and above;
-httpx's INFO lines would print request URLs, and those can carry a customer's email.
+Standard-library loggers (APScheduler, httpx) and Python warnings go through the same chain at
+WARNING and above, so a JSON log stays JSON; httpx's INFO lines would print request URLs, and those
+can carry a customer's email. The CLI's own messages and errors follow the same format
+(``renders_json``): one log format per stream. ``NO_COLOR`` turns the console's colours off.
 
 stdout belongs to the commands' machine output, so no log line is ever written there. Events are
 named, not phrased (``log.info("job_finished", job="sync", duration_seconds=1.2)``) and at info level
@@ -35,6 +37,7 @@ __all__ = [
     "configure_logging",
     "no_color",
     "register_credentials",
+    "renders_json",
     "register_secret",
     "scrub_secrets",
     "scrub_text",
@@ -111,11 +114,21 @@ def no_color() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 
 
+_json_rendering = False
+
+
+def renders_json() -> bool:
+    """Whether the configured log lines are JSON (then every stderr line should be)."""
+    return _json_rendering
+
+
 def _renderer(fmt: str, stream: TextIO) -> Any:
+    global _json_rendering
     console = fmt == "console" or (fmt == "auto" and _isatty(stream))
+    _json_rendering = not console
     if console:
         return structlog.dev.ConsoleRenderer(colors=_isatty(stream) and not no_color())
-    return structlog.processors.JSONRenderer(default=str)
+    return structlog.processors.JSONRenderer(default=str, ensure_ascii=False)
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -159,3 +172,4 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, stream: TextIO 
     root.setLevel(numeric)
     for name in _QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+    logging.captureWarnings(True)  # warnings.warn(...) → the "py.warnings" logger → this chain

@@ -36,6 +36,7 @@ from gladly_sync.sync.cli.render import (
     emit,
     emit_error,
     emit_json,
+    emit_json_error,
     error_code,
     render_drain,
     render_status,
@@ -567,8 +568,9 @@ def _fail(exc: BaseException, *, as_json: bool, debug: bool) -> int:
     if debug:
         _print_traceback(exc)
     if isinstance(exc, ArgumentError):
-        sys.stderr.write(scrub_text(exc.lines))
-        emit_error(str(exc), code="usage_error", as_json=as_json, lines=[])
+        sys.stderr.write(scrub_text(exc.lines))  # argparse's usage and error lines, as always
+        if as_json:
+            emit_json_error(str(exc), code="usage_error")
         return exc.exit_code
     if isinstance(exc, ConfigError):
         lines = [f"config error: {problem}" for problem in exc.problems]

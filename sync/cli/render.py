@@ -20,13 +20,15 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from gladly_sync.sync.logs import scrub_text
+import structlog
+from gladly_sync.sync.logs import renders_json, scrub_text
 
 __all__ = [
     "PROG",
     "age",
     "emit",
     "emit_error",
+    "emit_json_error",
     "emit_json",
     "error_code",
     "render_drain",
@@ -78,9 +80,14 @@ def emit(text: str) -> None:
         print(scrub_text(text), file=sys.stdout, flush=True)
 
 
-def say(text: str) -> None:
-    """A message for the operator that is not a result (stderr)."""
-    print(scrub_text(f"{PROG}: {text}"), file=sys.stderr, flush=True)
+def say(text: str, *, level: str = "warning", event: str = "cli_message", **fields: Any) -> None:
+    """A message for the operator that is not a result (stderr): a line of text, or, when the logs
+    are JSON, a log event whose ``message`` is that line (so a log file holds one format)."""
+    line = scrub_text(f"{PROG}: {text}")
+    if renders_json():
+        getattr(structlog.get_logger(), level)(event, message=line, **fields)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def error_code(exc: BaseException) -> str:
@@ -88,13 +95,18 @@ def error_code(exc: BaseException) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
+def emit_json_error(message: str, *, code: str) -> None:
+    """``{"error": {"code": ..., "message": ...}}`` on stdout (``--json``), even with ``--quiet``."""
+    print(_dumps({"error": {"code": code, "message": message}}), file=sys.stdout, flush=True)
+
+
 def emit_error(message: str, *, code: str, as_json: bool, lines: list[str] | None = None) -> None:
-    """An error on stderr (``lines``, else ``error: message``); with ``--json`` also the error object
-    on stdout, even with ``--quiet``."""
+    """An error on stderr (``lines``, else ``error: message``; as ``command_failed`` events when the
+    logs are JSON); with ``--json`` also the error object on stdout."""
     for line in [f"error: {message}"] if lines is None else lines:
-        say(line)
+        say(line, level="error", event="command_failed", code=code)
     if as_json:
-        print(_dumps({"error": {"code": code, "message": message}}), file=sys.stdout, flush=True)
+        emit_json_error(message, code=code)
 
 
 def when(value: Any) -> str:

@@ -366,7 +366,8 @@ class TestSync:
         ],
     )
     def test_failures_exit_with_their_class(self, run, monkeypatch, error, code):
-        """Gladly unreachable exits 1, authentication exits 3; one clean line, no traceback."""
+        """Gladly unreachable exits 1, authentication exits 3; one clean event (the JSON log's format,
+        like every stderr line), no traceback."""
 
         def fail(ctx, **kw):
             raise error
@@ -374,7 +375,13 @@ class TestSync:
         monkeypatch.setattr(SYNC_ONCE, fail)
         result, out, err = run("sync")
         assert (result, out) == (code, "")
-        assert err.strip().endswith(f"gladly-sync: error: {error}")
+        assert all(line.startswith("{") for line in err.splitlines())
+        last = log_events(err)[-1]
+        assert (last["event"], last["level"], last["message"]) == (
+            "command_failed",
+            "error",
+            f"gladly-sync: error: {error}",
+        )
         assert "Traceback" not in err
 
     def test_debug_traceback_without_the_token(self, run, monkeypatch):
