@@ -33,8 +33,9 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class Shutdown:
     """One process's stop request. ``force_after`` (seconds) bounds how long the stop may take."""
 
-    def __init__(self, *, force_after: float | None = None):
+    def __init__(self, *, force_after: float | None = None, forced_exit_code: int | None = None):
         self.force_after = force_after
+        self.forced_exit_code = forced_exit_code  # None: ``exit_code`` (the daemon exits 0)
         self.signal: signal.Signals | None = None
         self._event = threading.Event()
         self._timer: threading.Timer | None = None
@@ -109,7 +110,7 @@ class Shutdown:
             file=sys.stderr,
             flush=True,
         )
-        os._exit(self.exit_code)
+        os._exit(self.exit_code if self.forced_exit_code is None else self.forced_exit_code)
 
     def _reason_signal(self) -> str:
         return self.signal.name if self.signal is not None else "the stop request"

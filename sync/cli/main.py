@@ -61,12 +61,12 @@ STARTER_CONFIG = "config.yaml"  # package data of gladly_sync: the commented sta
 # --------------------------------------------------------------------------- commands
 
 
-def _context(settings: Settings, *, stoppable: bool = False) -> Any:
+def _context(settings: Settings, *, stoppable: bool = False, forced_exit_code: int | None = None) -> Any:
     """The command's Context; ``stoppable`` ones exit within ``STOP_GRACE`` of SIGTERM/SIGINT."""
     from gladly_sync.sync.context import Context
     from gladly_sync.sync.shutdown import Shutdown
 
-    shutdown = Shutdown(force_after=STOP_GRACE if stoppable else None)
+    shutdown = Shutdown(force_after=STOP_GRACE if stoppable else None, forced_exit_code=forced_exit_code)
     return Context.from_settings(settings, shutdown=shutdown)
 
 
@@ -199,7 +199,7 @@ def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from gladly_sync.sync.daemon import Daemon
 
-    return Daemon(_context(settings, stoppable=True)).serve()
+    return Daemon(_context(settings, stoppable=True, forced_exit_code=0)).serve()
 
 
 def _body(text: str) -> str:
