@@ -33,6 +33,7 @@ from gladly_sync.errors import AuthError, GladlyError, GladlyNotFound, UnknownOu
 __all__ = ["CheckResult", "refuse_production_reply", "run_checks"]
 
 TEST_REPLY_TEXT = "gladly-sync check: test reply sent at {at}. Please ignore."
+UNKNOWN_ID_EXIT = 2  # an unknown conversation id is exit 2, for every command
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class CheckResult:
     evidence: str
     error: GladlyError | None = field(default=None, repr=False, compare=False)
     details: tuple[str, ...] = ()  # one line each, printed under the check
+    exit_code: int = 1  # what the command exits with when this check fails
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "ok": self.ok, "evidence": self.evidence}
@@ -148,7 +150,7 @@ class _Checks:
             conversation = self.client.get_conversation(conversation_id)
             page = self.client.list_conversation_items(conversation_id)
         except GladlyNotFound:
-            return False, f"conversation {conversation_id} not found in Gladly"
+            return False, f"conversation {conversation_id} not found in Gladly", (), UNKNOWN_ID_EXIT
         capped = " (Gladly capped the list at 1000)" if page.limited else ""
         return True, (
             f"{conversation_id}: {conversation.get('status')} in inbox {conversation.get('inboxId')}, "
@@ -159,7 +161,7 @@ class _Checks:
         try:
             page = self.client.list_conversation_items(conversation_id)
         except GladlyNotFound:
-            return False, f"conversation {conversation_id} not found in Gladly"
+            return False, f"conversation {conversation_id} not found in Gladly", (), UNKNOWN_ID_EXIT
         target = reply_target(page.items)
         if target is None:
             return False, (
@@ -225,11 +227,13 @@ def run_checks(
 
     for name, check in planned:
         try:
-            ok, evidence, *details = check()
+            ok, evidence, *more = check()
         except GladlyError as exc:
             results.append(CheckResult(name, False, str(exc), error=exc))
             if name == "credentials" or isinstance(exc, AuthError):
                 break
             continue
-        results.append(CheckResult(name, ok, evidence, details=details[0] if details else ()))
+        details = more[0] if more else ()
+        exit_code = more[1] if len(more) > 1 else 1
+        results.append(CheckResult(name, ok, evidence, details=tuple(details), exit_code=exit_code))
     return results

@@ -123,7 +123,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         return auth.exit_code
     if failed:
         say(f"{len(failed)} of {len(results)} checks failed: {', '.join(r.name for r in failed)}")
-        return 1
+        return max(result.exit_code for result in failed)
     return 0
 
 

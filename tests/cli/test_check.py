@@ -149,12 +149,13 @@ class TestPassing:
         """With inboxes.ingest empty every inbox is listed as ingested; no escalation inbox is fine."""
         settings = make_settings(tmp_path, inboxes={"ingest": [], "escalation": None})
         found = by_name(check(settings))
-        assert found["inboxes"].ok and "2 inboxes in the organization, all ingested" in found["inboxes"].evidence
+        inboxes = found["inboxes"]
+        assert inboxes.ok and "2 inboxes in the organization, all ingested" in inboxes.evidence
         assert found["inboxes"].details == ("esc  'Esc'  (ingested)", "in-1  'Support'  (ingested)")
         assert found["escalation inbox"].ok and "--inbox" in found["escalation inbox"].evidence
 
     def test_every_inbox_is_listed_with_id_and_name(self, tmp_path, gladly):
-        """check lists every inbox of the organization, id and name, marking the ingested and escalation ones."""
+        """check lists every inbox, id and name, marking the ingested and the escalation ones."""
         gladly.get("/inboxes").respond(
             200,
             json=[
@@ -212,6 +213,13 @@ class TestFailing:
         found = by_name(check(make_settings(tmp_path)))
         assert not found["api user"].ok and "no agent with email api@acme.test" in found["api user"].evidence
         assert found["ingest inbox in-1"].ok
+
+    @pytest.mark.parametrize("option", ["conversation_id", "send_test_reply"])
+    def test_unknown_conversation_asks_for_exit_2(self, tmp_path, gladly, option):
+        """An unknown conversation fails its check with exit 2, like an unknown id anywhere."""
+        settings = make_settings(tmp_path, gladly={"sandbox": True})
+        failed = [r for r in check(settings, **{option: "conv-x"}) if not r.ok]
+        assert [(r.exit_code, "conv-x not found" in r.evidence) for r in failed] == [(2, True)]
 
     def test_missing_inbox_id_is_named(self, tmp_path, gladly):
         """A configured inbox id Gladly does not know fails, naming the id and the key to fix."""
