@@ -37,7 +37,10 @@ def live_runs(
             continue
         if not alive(run.get("pid")):
             run["status"] = "interrupted"
-            run["error"] = f"process {run.get('pid')} is gone; the run ended without recording how"
+            run["error"] = (
+                f"process {run.get('pid')} is gone and the run never recorded how it ended; "
+                f"the next {job} carries on"
+            )
         else:
             progress = read_progress(db_path, job, run.get("run_id", ""))
             if progress:
@@ -63,9 +66,7 @@ def _run_problems(report: dict[str, Any]) -> list[str]:
         if run.get("status") == "failed":
             problems.append(f"{what} failed: {run.get('error') or 'no error recorded'}")
         elif run.get("status") == "interrupted":
-            problems.append(
-                f"{what} was interrupted ({run.get('error') or 'stopped'}); the next {job} carries on"
-            )
+            problems.append(f"{what} was interrupted: {run.get('error') or 'stopped'}")
     return problems
 
 
