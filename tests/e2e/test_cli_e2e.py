@@ -174,7 +174,7 @@ class TestOperatorExperience:
         context = cli.json("context", conv_id)
         stamps = [item["timestamp"] for item in context["items"]]
         assert stamps == sorted(stamps) and len(stamps) == len(sim.world.items(conv_id))
-        assert cli("context", "no-such-conversation").returncode == 1
+        assert cli("context", "no-such-conversation").returncode == 2
 
     def test_demo_runs_offline(self, tmp_path: Path):
         """gladly-sync demo runs the whole product against the simulator and exits 0."""
