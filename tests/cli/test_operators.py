@@ -406,6 +406,22 @@ class TestDaemonStop:
         assert ("job_interrupted", "sync") in events and ("job_not_started", "reconcile") in events
         assert ("job_started", "reconcile") not in events
 
+    def test_a_skipped_tick_is_our_event_not_apschedulers_sentence(self, ctx):
+        """A tick that finds its job still running logs job_tick_skipped; APScheduler's warning is dropped."""
+
+        def slow(job_ctx):
+            job_ctx.shutdown.wait(30)  # runs until the daemon stops: every later tick finds it running
+
+        with json_logs() as logs:
+            daemon = Daemon(ctx, [Job("sync", slow, timedelta(seconds=0.3))])
+            thread = threading.Thread(target=daemon.serve, kwargs={"install_signals": False})
+            thread.start()
+            time.sleep(3)
+            daemon.stop()
+            thread.join(10)
+        assert any(e["event"] == "job_tick_skipped" and e["reason"] == "still running" for e in logs)
+        assert not [e for e in logs if "maximum number of running instances" in e["event"]]
+
     def test_daemon_lines_carry_the_run_id(self, ctx):
         """job_started and job_finished carry the run_id the job's own lines and record use."""
         seen = []
