@@ -99,6 +99,11 @@ class StorageSettings:
     path: Path
     snapshot_path: Path | None
     lock_wait_seconds: float
+    outbox_path: Path | None = None  # None: gladly_outbox.sqlite beside the store
+
+    def __post_init__(self) -> None:
+        if self.outbox_path is None:
+            object.__setattr__(self, "outbox_path", self.path.parent / "gladly_outbox.sqlite")
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class ScheduleSettings:
 class OutboxSettings:
     enabled: bool
     max_attempts: int
+    unknown_settle: timedelta = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -426,6 +432,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "path": _Key(_path, "data/gladly.duckdb"),
         "snapshot_path": _Key(_optional_path, "data/gladly_read.duckdb"),
         "lock_wait_seconds": _Key(_non_negative_number, 30.0),
+        "outbox_path": _Key(_path, "data/gladly_outbox.sqlite"),
     },
     "schedule": {
         "sync_every": _Key(_sync_every, timedelta(minutes=5)),
@@ -435,6 +442,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
     "outbox": {
         "enabled": _Key(_boolean, True),
         "max_attempts": _Key(_max_attempts, 8),
+        "unknown_settle": _Key(_duration, timedelta(minutes=10)),
     },
     "logging": {
         "level": _Key(_choice(LOG_LEVELS), "info"),
@@ -575,6 +583,7 @@ def load_settings(
             path=_resolve(folder, storage["path"]),
             snapshot_path=_resolve(folder, snapshot) if snapshot else None,
             lock_wait_seconds=storage["lock_wait_seconds"],
+            outbox_path=_resolve(folder, storage["outbox_path"]),
         ),
         schedule=ScheduleSettings(**values["schedule"]),
         outbox=OutboxSettings(**values["outbox"]),

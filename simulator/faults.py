@@ -8,6 +8,9 @@ Kinds:
 - `drop_after_apply`   apply the request, then close the connection without any response
 - `reset_before_apply` reset the connection (TCP RST) without applying anything
 - `delay`              sleep `seconds` first, then handle normally (for client read timeouts)
+- `apply_late`         hold the request `seconds` (past the client's read timeout), then apply it
+                       and close the connection without an answer: Gladly applying a POST long
+                       after our timeout fired
 A fault matches on method (None = any) and a regex searched in the path (no query string).
 `times` is how many requests it hits (None = until cleared). Faults win over rate limiting.
 """
@@ -18,7 +21,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 
-KINDS = ("status", "error_after_apply", "drop_after_apply", "reset_before_apply", "delay")
+KINDS = ("status", "error_after_apply", "drop_after_apply", "reset_before_apply", "delay", "apply_late")
 
 
 @dataclass

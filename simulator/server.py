@@ -2,7 +2,8 @@
 `endpoints.dispatch`, served by a ThreadingHTTPServer on loopback in a daemon thread.
 
 Order for each request: read it fully -> fault (delay / status / reset) -> Basic auth
-(401, 403) -> rate limit (429) -> handler -> fault after apply (5xx / dropped connection).
+(401, 403) -> rate limit (429) -> (apply_late: wait) -> handler -> fault after apply (5xx /
+dropped connection).
 Every request is recorded, including those answered 401/403/429/5xx or never answered.
 """
 
@@ -152,12 +153,14 @@ class _Handler(BaseHTTPRequestHandler):
             answer(json_response(_errors("too_many_requests", "rate limit exceeded"), 429), limits)
             return
         request = Request(method, path, query, body, agent_id=denied)
+        if fault is not None and fault.kind == "apply_late":
+            time.sleep(fault.seconds)  # the client's read timeout fires meanwhile; Gladly still applies
         try:
             response = dispatch(simulator.world, request)
         except Exception:  # a simulator bug answers 500 rather than hanging the client
             traceback.print_exc(file=sys.stderr)
             response = json_response(_errors("internal", "simulator error"), 500)
-        if fault is not None and fault.kind == "drop_after_apply":
+        if fault is not None and fault.kind in ("drop_after_apply", "apply_late"):
             record(None)
             self._drop()
             return

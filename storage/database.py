@@ -74,8 +74,11 @@ class Database:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        on_publish: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
     ):
         self.path = Path(path)
+        # fills the snapshot copy before it is published (the outbox table for analysts)
+        self.on_publish = on_publish
         self.lock_wait_seconds = lock_wait_seconds
         self.memory_limit = memory_limit
         self._sleep = sleep
@@ -143,6 +146,10 @@ class Database:
             with self.connect() as con:
                 con.execute("CHECKPOINT")
                 shutil.copyfile(self.path, temp)
+            if self.on_publish is not None:
+                with Database(temp, memory_limit=self.memory_limit).connect() as copy:
+                    self.on_publish(copy)
+                    copy.execute("CHECKPOINT")
             with open(temp, "rb+") as handle:
                 os.fsync(handle.fileno())
             stale_wal = Path(f"{snapshot}.wal")

@@ -28,7 +28,6 @@ COUNTED_TABLES = (
     "inboxes",
     "agents",
     "topics",
-    "outbox",
     "export_jobs",
     "sync_runs",
     "skipped_events",
@@ -51,12 +50,18 @@ def _records(result: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return [{n: _iso(v) for n, v in zip(names, row, strict=True)} for row in result.fetchall()]
 
 
+def jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with their times as ISO 8601 strings in UTC."""
+    return [{name: _iso(value) for name, value in row.items()} for row in rows]
+
+
 def conversation_context(
     con: Connection, conversation_id: str, *, limit: int | None = None
 ) -> dict[str, Any]:
-    """The conversation, its customer, its items in time order (readable ``text`` each; with
-    ``limit``, only the newest ``limit``) and its outbox actions not yet ``sent``. Raises
-    :class:`NotFound` for an unknown conversation."""
+    """The conversation, its customer and its items in time order (readable ``text`` each; with
+    ``limit``, only the newest ``limit``). ``outbox`` is left empty: the caller adds the actions
+    from the outbox database (``outbox.open_actions``). Raises :class:`NotFound` for an unknown
+    conversation."""
     rows = _records(
         con.execute(
             """
@@ -100,21 +105,11 @@ def conversation_context(
         for role in ("initiator", "responder"):
             kind, ident = item.pop(f"{role}_type"), item.pop(f"{role}_id")
             item[role] = {"type": kind, "id": ident} if kind or ident else None
-    outbox = _records(
-        con.execute(
-            """
-            SELECT id, kind, status, body, dedupe_key, created_at, last_error
-            FROM outbox WHERE conversation_id = ? AND status <> 'sent'
-            ORDER BY created_at NULLS LAST, seq NULLS LAST, id
-            """,
-            [conversation_id],
-        )
-    )
     return {
         "conversation": conversation,
         "customer": customers[0] if customers else None,
         "items": items,
-        "outbox": outbox,
+        "outbox": [],
     }
 
 
@@ -143,9 +138,12 @@ def known_gaps(con: Connection) -> list[dict[str, Any]]:
     return gaps
 
 
-def status_report(con: Connection, now: datetime) -> dict[str, Any]:
-    """Cursors and their age, the last run per job, row counts, outbox counts by status, the
-    earliest item covered, the processed export jobs' window, and known gaps."""
+def status_report(
+    con: Connection, now: datetime, outbox_counts: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """Cursors and their age, the last run per job, row counts, outbox counts by status (given:
+    they come from the outbox database), the earliest item covered, the processed export jobs'
+    window, and known gaps."""
     cursors = {
         stream: {
             "cursor": cursor,
@@ -172,9 +170,8 @@ def status_report(con: Connection, now: datetime) -> dict[str, Any]:
     }
     counts_sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in COUNTED_TABLES)
     rows = dict(con.execute(counts_sql).fetchall())
-    outbox = dict(
-        con.execute("SELECT status, count(*) FROM outbox GROUP BY status ORDER BY status").fetchall()
-    )
+    outbox = {status: n for status, n in sorted((outbox_counts or {}).items()) if n}
+    rows["outbox"] = sum(outbox.values())
     earliest = con.execute(
         "SELECT min(timestamp) FROM conversation_items WHERE deleted_at IS NULL"
     ).fetchone()

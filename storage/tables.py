@@ -182,29 +182,6 @@ class ExportJob(SQLModel, table=True):
     customers: int | None = Field(default=None, sa_column=Column(BigInteger))
 
 
-class OutboxAction(SQLModel, table=True):
-    __tablename__ = "outbox"
-    id: str = _key()
-    kind: str = Field(sa_column=Column(String, nullable=False))
-    conversation_id: str = Field(sa_column=Column(String, nullable=False))
-    body: str | None = _str()
-    body_is_html: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, default=False))
-    channel: str | None = _str()
-    target_inbox_id: str | None = _str()
-    reply_to_item_id: str | None = _str()
-    dedupe_key: str | None = _str(unique=True)
-    status: str = Field(sa_column=Column(String, nullable=False))
-    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
-    last_attempt_at: datetime | None = _ts()
-    next_attempt_at: datetime | None = _ts()
-    last_error: str | None = _str()
-    note_item_id: str | None = _str()
-    gladly_item_id: str | None = _str()
-    created_at: datetime | None = _ts()
-    sent_at: datetime | None = _ts()
-    seq: int | None = Field(default=None, sa_column=Column(BigInteger))
-
-
 class SyncState(SQLModel, table=True):
     __tablename__ = "sync_state"
     stream: str = _key()

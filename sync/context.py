@@ -1,4 +1,5 @@
-"""What every job (sync, drain, reconcile) needs, built once by the CLI or the daemon.
+"""What every job (sync, drain, reconcile) needs, built once by the CLI or the daemon: the settings,
+the DuckDB store, the outbox database, a Gladly client factory, a clock and a logger.
 
 ``sync_once(ctx)``, ``drain_once(ctx)`` and ``reconcile_once(ctx)`` take a ``Context`` and nothing
 else, so the CLI, the scheduler and the tests call the same plain functions.
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 from gladly_sync.storage.database import Database
+from gladly_sync.storage.outbox.bridge import copy_into_snapshot, outbox_for_store
+from gladly_sync.storage.outbox.database import OutboxDatabase
 from gladly_sync.sync.pacer import Pacer
 from gladly_sync.sync.shutdown import Shutdown
 
@@ -39,6 +42,20 @@ class Context:
     log: structlog.typing.FilteringBoundLogger = field(default_factory=structlog.get_logger)
     pacer: Pacer | None = None  # the process's one pacer, shared by every client of client_factory
     shutdown: Shutdown = field(default_factory=Shutdown)
+    outbox_db: OutboxDatabase | None = None  # None: the one at settings.storage.outbox_path
+
+    def __post_init__(self) -> None:
+        if self.outbox_db is None:
+            self.outbox_db = outbox_for_store(self.db, self.settings.storage.outbox_path)
+        if self.db.on_publish is None:
+            outbox_db = self.outbox_db
+            self.db.on_publish = lambda con: copy_into_snapshot(con, outbox_db)
+
+    @property
+    def outbox(self) -> OutboxDatabase:
+        """The outbox database (its own transactions; never the store's lock)."""
+        assert self.outbox_db is not None
+        return self.outbox_db
 
     @classmethod
     def from_settings(cls, settings: Settings, *, shutdown: Shutdown | None = None) -> Context:

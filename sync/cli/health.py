@@ -110,7 +110,9 @@ def _outbox_problems(
     failed = (report.get("outbox") or {}).get("failed")
     if failed:
         problems.append(f"{failed} outbox actions failed: see `gladly-sync outbox list --status failed`")
-    stuck_after = max(STALE_SYNCS * settings.schedule.drain_every, STUCK_UNKNOWN)
+    # an unknown row is looked at again by every drain until outbox.unknown_settle has passed
+    settle = settings.outbox.unknown_settle
+    stuck_after = max(STALE_SYNCS * settings.schedule.drain_every, STUCK_UNKNOWN) + settle
     stuck = [
         row
         for row in unknown_rows

@@ -75,6 +75,17 @@ def _configure_logs(args: argparse.Namespace, settings: Settings | None, stream:
     configure_logging(level, settings.logging.format if settings else "auto", stream=stream)
 
 
+def _queue_context(settings: Settings) -> Any:
+    """A context for the commands that only queue or read (enqueue, outbox, context): an older
+    store's outbox is imported by them only if the store is free (the drain waits for it)."""
+    from gladly_sync.storage.outbox.bridge import outbox_for_store
+    from gladly_sync.sync.context import Context
+
+    ctx = Context.from_settings(settings)
+    ctx.outbox_db = outbox_for_store(ctx.db, settings.storage.outbox_path, wait_for_store=False)
+    return ctx
+
+
 def _locked(ctx: Any, job: str, args: argparse.Namespace, work: Callable[[], int]) -> int:
     """Run ``work`` holding ``job``'s cron lock; if another run holds it, say so, record it, exit 0."""
     from gladly_sync.sync.joblock import JobAlreadyRunning, job_lock
@@ -208,28 +219,27 @@ def _body(text: str) -> str:
 
 
 def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
-    ctx = _context(settings)
-    # Read a body from stdin before the store is opened: never hold the file while waiting.
+    from gladly_sync.storage.outbox.intake import Outbox
+    from gladly_sync.storage.outbox.validation import ConversationSource
+
+    ctx = _queue_context(settings)
+    # Read a body from stdin before anything is opened: never hold a database while waiting.
     text = getattr(args, "body", None) if args.kind != "escalate" else args.note
     text = None if text is None else _body(text)
-    with ctx.db.transaction() as con:
-        now = ctx.clock()
-        if args.kind == "reply":
-            result = outbox.enqueue_reply(
-                con, args.conversation_id, text, html=args.html, dedupe_key=args.dedupe_key, now=now
-            )
-        elif args.kind == "note":
-            result = outbox.enqueue_note(con, args.conversation_id, text, dedupe_key=args.dedupe_key, now=now)
-        else:
-            result = outbox.enqueue_escalation(
-                con,
-                args.conversation_id,
-                note=text,
-                inbox_id=args.inbox,
-                default_inbox=settings.inboxes.escalation,
-                dedupe_key=args.dedupe_key,
-                now=now,
-            )
+    queue = Outbox(
+        ctx.outbox,
+        ConversationSource(ctx.db, settings.storage.snapshot_path),
+        escalation_inbox=settings.inboxes.escalation,
+        clock=ctx.clock,
+    )
+    if args.kind == "reply":
+        result = queue.enqueue_reply(args.conversation_id, text, html=args.html, dedupe_key=args.dedupe_key)
+    elif args.kind == "note":
+        result = queue.enqueue_note(args.conversation_id, text, dedupe_key=args.dedupe_key)
+    else:
+        result = queue.enqueue_escalation(
+            args.conversation_id, note=text, inbox_id=args.inbox, dedupe_key=args.dedupe_key
+        )
     row = result.row
     ctx.log.info(
         "action_enqueued",
@@ -253,9 +263,9 @@ _LIST_COLUMNS = ("id", "kind", "status", "conversation_id", "attempts", "created
 
 
 def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
-    ctx = _context(settings)
+    ctx = _queue_context(settings)
     if args.action == "list":
-        with ctx.db.connect(read_only=True) as con:
+        with ctx.outbox.connect() as con:
             rows = outbox.list_actions(con, args.status)
         if args.json:
             emit_json(rows)
@@ -271,7 +281,7 @@ def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "show":
         if (args.id is None) == (args.dedupe_key is None):
             raise UsageError("outbox show takes an action ID or --dedupe-key K (one of them)")
-        with ctx.db.connect(read_only=True) as con:
+        with ctx.outbox.connect() as con:
             if args.id is not None:
                 row = outbox.get_action(con, args.id)
             else:
@@ -287,7 +297,7 @@ def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
                 emit(f"{key:<{width}}  {_when(value)}")
         return 0
     change = outbox.retry_action if args.action == "retry" else outbox.cancel_action
-    with ctx.db.transaction() as con:
+    with ctx.outbox.transaction() as con:
         row = change(con, args.id, ctx.clock())
     ctx.log.info(f"action_{args.action}", action_id=row["id"], status=row["status"])
     if args.json:
@@ -304,9 +314,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     ctx = _context(settings)
     now = ctx.clock()
-    with ctx.db.connect(read_only=True) as con:
-        report = status_report(con, now)
+    with ctx.outbox.connect() as con:
+        counts = outbox.outbox_counts(con)
         unknown = outbox.list_actions(con, "unknown")
+    with ctx.db.connect(read_only=True) as con:
+        report = status_report(con, now, counts)
     report = live_runs(report, settings.storage.path)
     problems, warnings = assess_status(report, unknown, settings, now)
     if args.json:
@@ -324,13 +336,15 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_context(args: argparse.Namespace, settings: Settings) -> int:
-    from gladly_sync.storage.read import conversation_context
+    from gladly_sync.storage.read import conversation_context, jsonable
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit {args.limit}: expected a number of items of at least 1")
-    ctx = _context(settings)
+    ctx = _queue_context(settings)
     with ctx.db.connect(read_only=True) as con:
         data = conversation_context(con, args.conversation_id, limit=args.limit)
+    with ctx.outbox.connect() as con:
+        data["outbox"] = jsonable(outbox.open_actions(con, args.conversation_id))
     emit_json(data)
     return 0
 
@@ -462,6 +476,7 @@ def _add_outbox_commands(
     as_json: argparse.ArgumentParser,
 ) -> None:
     enqueue = command("enqueue", cmd_enqueue, "queue a reply, an internal note or an escalation", json=False)
+    enqueue.set_defaults(needs_token=False)
     kinds = enqueue.add_subparsers(dest="kind", metavar="KIND", required=True, parser_class=_Parser)
     reply = kinds.add_parser(
         "reply", parents=[common, as_json], help="reply to the newest replyable customer message"
@@ -482,6 +497,7 @@ def _add_outbox_commands(
         sub.add_argument("--dedupe-key", metavar="K", help="a second enqueue with K returns the first row")
 
     box = command("outbox", cmd_outbox, "inspect and manage queued actions", json=False)
+    box.set_defaults(needs_token=False)
     actions = box.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
     listing = actions.add_parser("list", parents=[common, as_json], help="queued actions in order")
     listing.add_argument("--status", choices=outbox.STATUSES)
@@ -508,6 +524,7 @@ def _add_read_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
         "context", cmd_context, "a conversation with its customer, items and open actions (JSON)"
     )
     context.add_argument("conversation_id", metavar="CONV_ID")
+    context.set_defaults(needs_token=False)
     export = command("export", cmd_export, "write the analyst tables and views as Parquet or CSV files")
     add_export_arguments(export)
     context.add_argument("--limit", metavar="N", type=int, help="only the newest N items")
@@ -601,7 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_logs(args, None)  # stderr, also before the config is read
         if not getattr(args, "needs_config", True):
             return args.handler(args, None)
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, require_token=getattr(args, "needs_token", True))
         register_credentials(settings.gladly.email, settings.gladly.api_token)
         _configure_logs(args, settings)
         return args.handler(args, settings)

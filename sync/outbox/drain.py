@@ -5,13 +5,12 @@ second message. The drain therefore:
 
 1. marks a row ``sending`` (with ``last_attempt_at``) and commits BEFORE its request, so a crash
    leaves evidence: rows found ``sending`` when a drain starts become ``unknown``;
-2. never resends a row whose outcome is ``unknown`` before reconciling it: it reads the
-   conversation's items and looks for one authored by our API user (AGENT with our agent id, or
-   API), no earlier than ``last_attempt_at`` minus 2 minutes, whose normalised text equals the
-   queued body and that no other row has claimed. Found → ``sent``. Not found → sent again (a new
-   attempt). When the list is capped (1000 items) the events of the last 24 h are searched too;
-   when even they cannot settle it the row stays ``unknown``, ``last_error`` says so, and it is
-   checked again 10 minutes later (``outbox cancel`` it once checked by hand in Gladly);
+2. never resends a row whose outcome is ``unknown`` before reconciling it (``reconcile``): its
+   item is looked for among the conversation's items (authored by our API user's agent id only);
+   found → ``sent``; not found → sent again only once ``outbox.unknown_settle`` has passed since
+   the attempt (Gladly may apply a request after our timeout fired), every drain meanwhile looking
+   again with one GET; unverifiable (a capped list without evidence) → checked again 10 minutes
+   later (``outbox cancel`` it once checked by hand in Gladly);
 3. maps each outcome: 201 → ``sent``; 429 (after the client's own retries, and ours until the
    drain's deadline) and errors that prove the request never left → ``pending`` with a backoff,
    not counted; 400/404 → ``failed`` with Gladly's code and detail; 401/403 → the row goes back to
@@ -28,11 +27,13 @@ confirm is ``unknown`` and redone by the next drain (PATCH is idempotent).
 
 Per conversation, rows go out in queue order (one worker owns a conversation at a time); up to four
 conversations are worked on at once, so the client's pacer, not the round trips, sets the pace.
-Every database write is its own short transaction (the workers take turns for those); no connection
-is held during a request.
+Every database write is its own short transaction of the outbox database; none is held during a
+request, and the DuckDB store is not touched (except the run record).
 
-Only one drain may run at a time (the CLI and the scheduler make sure): a second drain would take
-the first one's in-flight rows for crashed ones.
+Two drains at once (a cron ``drain`` beside a daemon, two replicas) never send one row twice: a
+claim is a compare-and-set on the row as the drain saw it, and a ``sending`` row is taken for a
+crashed one only when its attempt is older than the request timeout (a live drain restamps a row
+it keeps retrying on 429).
 """
 
 from __future__ import annotations
@@ -48,12 +49,16 @@ from typing import Any, TypeVar
 from gladly_sync.storage import outbox
 from gladly_sync.sync.context import Context
 from gladly_sync.sync.logs import ContextPool
-from gladly_sync.sync.outbox.payloads import (
-    escalation_patch,
-    normalise_text,
-    note_body,
-    reply_content,
-    reply_text,
+from gladly_sync.sync.outbox.payloads import escalation_patch, note_body, reply_content
+from gladly_sync.sync.outbox.reconcile import (
+    Found,
+    Gone,
+    Missing,
+    Reconciler,
+    Unverifiable,
+    claimed_ids_from,
+    gladly_said,
+    settled,
 )
 from gladly_sync.sync.runs import run_job
 
@@ -61,7 +66,6 @@ from gladly_sync.errors import (
     AuthError,
     DeadlineExceeded,
     GladlyError,
-    GladlyNotFound,
     Interrupted,
     NeverSent,
     RateLimited,
@@ -75,8 +79,6 @@ __all__ = ["DrainSummary", "drain_once"]
 T = TypeVar("T")
 
 WORKERS = 4
-CLOCK_SKEW = timedelta(minutes=2)  # an item may carry a timestamp this much before our attempt
-EVENTS_WINDOW = timedelta(hours=24) - timedelta(minutes=1)  # Gladly rejects startAt 24 h back exactly
 MAX_RETRY_DELAY = 300.0  # seconds: min(5 min, 1 s * 2^n)
 UNVERIFIABLE_RECHECK = timedelta(minutes=10)
 
@@ -88,6 +90,7 @@ class DrainSummary:
     unknown: int = 0
     failed: int = 0
     reconciled: int = 0  # unknown rows found in Gladly (marked sent, or an escalation's note)
+    settling: int = 0  # unknown rows not found yet, inside outbox.unknown_settle: looked at again later
     skipped_disabled: bool = False
     requests: int = 0
     rate_limited: int = 0
@@ -107,8 +110,9 @@ def drain_once(
         return DrainSummary(skipped_disabled=True)
     started = ctx.clock()
     with run_job(ctx, "drain") as run, ctx.client_factory() as client:
-        with ctx.db.transaction() as con:
-            recovered = outbox.recover_stale_sending(con, started)
+        timeout = timedelta(seconds=ctx.settings.gladly.timeout_seconds)
+        with ctx.outbox.transaction() as con:
+            recovered = outbox.recover_stale_sending(con, started, older_than=timeout)
         if recovered:
             ctx.log.warning("outbox_recovered_sending", actions=recovered)
         drain = _Drain(
@@ -139,6 +143,7 @@ def _counts(summary: DrainSummary) -> dict[str, int]:
         "unknown": summary.unknown,
         "failed": summary.failed,
         "reconciled": summary.reconciled,
+        "settling": summary.settling,
         "requests": summary.requests,
         "rate_limited": summary.rate_limited,
     }
@@ -147,21 +152,6 @@ def _counts(summary: DrainSummary) -> dict[str, int]:
 @dataclass
 class _Attempt:
     reached: bool = False  # a request that changes Gladly may have reached it
-
-
-class _Found:
-    def __init__(self, item_id: str):
-        self.item_id = item_id
-
-
-class _Gone:
-    def __init__(self, reason: str):
-        self.reason = reason
-
-
-class _Unverifiable:
-    def __init__(self, reason: str):
-        self.reason = reason
 
 
 class _Drain:
@@ -184,15 +174,21 @@ class _Drain:
         self._rng_lock = threading.Lock()
         self._stop = threading.Event()
         self._counts_lock = threading.Lock()
-        self._counts = dict.fromkeys(("sent", "retried", "unknown", "failed", "reconciled"), 0)
-        self._agent_lock = threading.Lock()
-        self._agent: tuple[str | None] | None = None
-        self._tx = _Transactions(ctx.db)
+        self._counts = dict.fromkeys(("sent", "retried", "unknown", "failed", "reconciled", "settling"), 0)
+        self.settle = ctx.settings.outbox.unknown_settle
+        self.reconciler = Reconciler(
+            client,
+            email=ctx.settings.gladly.email,
+            claimed_ids=claimed_ids_from(ctx.outbox),
+            call=self._call,
+            clock=ctx.clock,
+            log=ctx.log,
+        )
 
     # ------------------------------------------------------------------ the pass
 
     def run(self, workers: int) -> None:
-        heads = self._tx.run(lambda con: outbox.due_actions(con, self.ctx.clock()))
+        heads = self._tx(lambda con: outbox.due_actions(con, self.ctx.clock()))
         conversations = list(dict.fromkeys(row["conversation_id"] for row in heads))
         if not conversations:
             return
@@ -216,7 +212,7 @@ class _Drain:
         seen: set[str] = set()
         try:
             while not self._stopping():
-                row, claimed = self._tx.run(lambda con: self._next(con, conversation_id, seen))
+                row, claimed = self._tx(lambda con: self._next(con, conversation_id, seen))
                 if row is None:
                     return
                 seen.add(row["id"])
@@ -237,7 +233,12 @@ class _Drain:
         row = heads[0]
         if row["status"] != "pending" or row["attempts"] >= self.max_attempts or not _payload_ok(row):
             return row, None
-        return row, outbox.mark_sending(con, row["id"], now)
+        return row, outbox.mark_sending(con, row["id"], now, seen=row)
+
+    def _tx(self, op: Callable[[Any], T]) -> T:
+        """Run ``op`` in one short transaction of the outbox database."""
+        with self.ctx.outbox.transaction() as con:
+            return op(con)
 
     def _stopping(self) -> bool:
         return self._stop.is_set() or self.ctx.shutdown.requested or self.ctx.clock() >= self.deadline
@@ -249,33 +250,56 @@ class _Drain:
         if claimed is not None:
             return self._send(row, claimed)
         if row["status"] == "unknown" and not self._move_only(row):
-            verdict = self._reconcile(row)
-            if verdict is None:  # could not read Gladly now; try again next drain
-                return False
-            if isinstance(verdict, _Gone):
-                return self._fail(row, verdict.reason)
-            if isinstance(verdict, _Unverifiable):
-                recheck = self.ctx.clock() + UNVERIFIABLE_RECHECK
-                self._tx.run(
-                    lambda con: outbox.mark_unknown(con, row["id"], verdict.reason, next_attempt_at=recheck)
-                )
-                self._count("unknown")
-                self.log.warning("outbox_unverifiable", **_ids(row), attempts=row["attempts"])
-                return False
-            if isinstance(verdict, _Found):
-                self._count("reconciled")
-                self.log.info("outbox_reconciled", **_ids(row), gladly_item_id=verdict.item_id)
-                item_id = verdict.item_id
-                if row["kind"] != "escalation":
-                    self._tx.run(lambda con: outbox.mark_sent(con, row["id"], item_id, self.ctx.clock()))
-                    return True
-                row = self._tx.run(lambda con: outbox.record_note_sent(con, row["id"], item_id))
+            outcome = self._reconcile(row)
+            if not isinstance(outcome, dict):
+                return outcome
+            row = outcome
         if row["attempts"] >= self.max_attempts:
             error = f"gave up after {row['attempts']} attempts" + (
                 f"; last error: {row['last_error']}" if row["last_error"] else ""
             )
             return self._fail(row, error)
         return self._send(row)
+
+    def _reconcile(self, row: dict[str, Any]) -> dict[str, Any] | bool:
+        """Settle an ``unknown`` row from what Gladly holds: the row to send (again, or an
+        escalation's move) or, when this drain is done with it, whether it is settled."""
+        verdict = self.reconciler.verdict(row)
+        now = self.ctx.clock()
+        if verdict is None:  # could not read Gladly now; try again next drain
+            return False
+        if isinstance(verdict, Gone):
+            return self._fail(row, verdict.reason)
+        if isinstance(verdict, Unverifiable):
+            recheck = now + UNVERIFIABLE_RECHECK
+            self._tx(lambda con: outbox.mark_unknown(con, row["id"], verdict.reason, next_attempt_at=recheck))
+            self._count("unknown")
+            self.log.warning("outbox_unverifiable", **_ids(row), attempts=row["attempts"])
+            return False
+        if isinstance(verdict, Missing):
+            if settled(row, now, self.settle):
+                return row
+            return self._settling(row, now)
+        assert isinstance(verdict, Found)
+        self._count("reconciled")
+        self.log.info("outbox_reconciled", **_ids(row), gladly_item_id=verdict.item_id)
+        if row["kind"] != "escalation":
+            self._tx(lambda con: outbox.mark_sent(con, row["id"], verdict.item_id, now))
+            return True
+        return self._tx(lambda con: outbox.record_note_sent(con, row["id"], verdict.item_id))
+
+    def _settling(self, row: dict[str, Any], now: datetime) -> bool:
+        """Not in Gladly yet, inside the settle period: stays ``unknown``; the next drain looks again."""
+        attempted = row["last_attempt_at"] or row["created_at"]
+        error = (
+            f"not found in Gladly as of {now.isoformat(timespec='seconds')}; Gladly may still apply the "
+            f"request, so it is sent again only if still missing at "
+            f"{(attempted + self.settle).isoformat(timespec='seconds')} (outbox.unknown_settle)"
+        )
+        self._tx(lambda con: outbox.mark_unknown(con, row["id"], error))
+        self._count("settling")
+        self.log.info("outbox_settling", **_ids(row), attempts=row["attempts"])
+        return False
 
     @staticmethod
     def _move_only(row: dict[str, Any]) -> bool:
@@ -289,24 +313,27 @@ class _Drain:
             return self._fail(row, f"cannot reply on channel {row['channel']!r}")
         content = reply_content(row) if row["kind"] == "reply" else None
         if claimed is None:
-            claimed = self._tx.run(lambda con: outbox.mark_sending(con, row["id"], self.ctx.clock()))
-        if claimed is None:  # cancelled or settled meanwhile
-            return True
+            claimed = self._tx(lambda con: outbox.mark_sending(con, row["id"], self.ctx.clock(), seen=row))
+        if claimed is None:  # cancelled, settled or taken by another drain meanwhile
+            return False
         attempt = _Attempt()
         try:
             if row["kind"] == "reply":
                 attempt.reached = True
-                item_id = self._call(lambda: self.client.reply(row["reply_to_item_id"], content))
+                item_id = self._call(
+                    lambda: self.client.reply(row["reply_to_item_id"], content), claimed_id=row["id"]
+                )
             elif row["kind"] == "note":
                 attempt.reached = True
                 item_id = self._call(
-                    lambda: self.client.add_note(row["conversation_id"], note_body(row["body"]))
+                    lambda: self.client.add_note(row["conversation_id"], note_body(row["body"])),
+                    claimed_id=row["id"],
                 )
             else:
                 return self._escalate(claimed, attempt)
         except AuthError as exc:
             error = str(exc)
-            self._tx.run(
+            self._tx(
                 lambda con: outbox.mark_pending(con, row["id"], self.ctx.clock(), error, counted=False)
             )
             self._count("retried")
@@ -318,12 +345,12 @@ class _Drain:
         except UnknownOutcome as exc:
             return self._unknown(claimed, str(exc))
         except Rejected as exc:
-            return self._fail(claimed, _gladly_said(exc), status=exc.status, code=exc.code)
+            return self._fail(claimed, gladly_said(exc), status=exc.status, code=exc.code)
         except TransientError as exc:  # a GET/PATCH the client gave up on; a PATCH may have applied
             return self._defer(row, exc, counted=attempt.reached)
         except GladlyError as exc:  # e.g. a 201 without a usable Location: the item may well exist
             return self._unknown(claimed, str(exc))
-        self._tx.run(lambda con: outbox.mark_sent(con, row["id"], item_id, self.ctx.clock()))
+        self._tx(lambda con: outbox.mark_sent(con, row["id"], item_id, self.ctx.clock()))
         self._count("sent")
         self.log.info("outbox_sent", **_ids(row), gladly_item_id=item_id, attempts=claimed["attempts"])
         return True
@@ -334,8 +361,10 @@ class _Drain:
         target = row["target_inbox_id"]
         if row["body"] and not row["note_item_id"]:
             attempt.reached = True
-            note_id = self._call(lambda: self.client.add_note(conversation_id, note_body(row["body"])))
-            row = self._tx.run(lambda con: outbox.record_note_sent(con, row["id"], note_id))
+            note_id = self._call(
+                lambda: self.client.add_note(conversation_id, note_body(row["body"])), claimed_id=row["id"]
+            )
+            row = self._tx(lambda con: outbox.record_note_sent(con, row["id"], note_id))
             self.log.info("outbox_note_sent", **_ids(row), gladly_item_id=note_id)
         conversation = self._call(lambda: self.client.get_conversation(conversation_id))
         attempt.reached = True
@@ -359,7 +388,7 @@ class _Drain:
                 f"after the move the conversation is in inbox {after.get('inboxId')}, not {target}; "
                 "the move is retried by the next drain",
             )
-        self._tx.run(lambda con: outbox.mark_sent(con, row["id"], None, self.ctx.clock()))
+        self._tx(lambda con: outbox.mark_sent(con, row["id"], None, self.ctx.clock()))
         self._count("sent")
         self.log.info(
             "outbox_sent",
@@ -373,13 +402,13 @@ class _Drain:
     # ------------------------------------------------------------------ outcomes
 
     def _fail(self, row: dict[str, Any], error: str, **fields: Any) -> bool:
-        self._tx.run(lambda con: outbox.mark_failed(con, row["id"], error))
+        self._tx(lambda con: outbox.mark_failed(con, row["id"], error))
         self._count("failed")
         self.log.warning("outbox_failed", **_ids(row), attempts=row["attempts"], **fields)
         return True
 
     def _unknown(self, row: dict[str, Any], error: str) -> bool:
-        self._tx.run(lambda con: outbox.mark_unknown(con, row["id"], error))
+        self._tx(lambda con: outbox.mark_unknown(con, row["id"], error))
         self._count("unknown")
         self.log.warning("outbox_unknown", **_ids(row), attempts=row["attempts"])
         return False
@@ -400,7 +429,7 @@ class _Drain:
         with self._rng_lock:
             delay = base * self._rng.uniform(0.8, 1.2)
         retry_at = now + timedelta(seconds=delay)
-        updated = self._tx.run(lambda con: outbox.mark_pending(con, row["id"], retry_at, str(exc), counted))
+        updated = self._tx(lambda con: outbox.mark_pending(con, row["id"], retry_at, str(exc), counted))
         if updated is not None and counted and updated["attempts"] >= self.max_attempts:
             return self._fail(updated, f"gave up after {updated['attempts']} attempts; last error: {exc}")
         self._count("retried")
@@ -420,8 +449,11 @@ class _Drain:
 
     # ------------------------------------------------------------------ requests
 
-    def _call(self, request: Callable[[], T]) -> T:
-        """Run a request; after the client's own 429 retries, keep retrying it until the deadline."""
+    def _call(self, request: Callable[[], T], *, claimed_id: str | None = None) -> T:
+        """Run a request; after the client's own 429 retries, keep retrying it until the deadline.
+
+        ``claimed_id``: the ``sending`` row the request is for, restamped before each retry so it
+        never looks like a crashed drain's row to another drain."""
         tries = 0
         while True:
             try:
@@ -433,219 +465,8 @@ class _Drain:
                     raise
                 self._sleep(delay)
                 tries += 1
-
-    # ------------------------------------------------------------------ reconciliation
-
-    def _reconcile(self, row: dict[str, Any]) -> _Found | _Unverifiable | _Gone | bool | None:
-        """Look for the row's item in Gladly: ``_Found``, ``False`` (not there: send again),
-        ``_Unverifiable`` (cannot tell), or None (Gladly could not be read now)."""
-        conversation_id = row["conversation_id"]
-        try:
-            agent_id = self._agent_id()
-            page = self._call(lambda: self.client.list_conversation_items(conversation_id))
-            claimed = self._tx.run(
-                lambda con: outbox.claimed_item_ids(con, conversation_id, exclude_id=row["id"])
-            )
-            match = _Matcher(row, agent_id, claimed)
-            for item in page.items:
-                if match(item):
-                    return _Found(item["id"])
-            if not page.limited:
-                if agent_id is None:
-                    return _Unverifiable(
-                        f"outcome cannot be verified: the API user {self.ctx.settings.gladly.email} is not "
-                        "among Gladly's agents, so its items cannot be told apart; check gladly.email"
-                    )
-                return False
-            return self._reconcile_from_events(row, match, {item.get("id") for item in page.items})
-        except AuthError:
-            self._stop.set()
-            raise
-        except GladlyNotFound as exc:
-            return _Gone(f"the conversation is gone in Gladly ({_gladly_said(exc)}); cannot verify or send")
-        except GladlyError as exc:
-            self.log.warning(
-                "outbox_reconcile_failed", **_ids(row), error=type(exc).__name__, status=exc.status
-            )
-            return None
-
-    def _reconcile_from_events(
-        self, row: dict[str, Any], match: _Matcher, listed: set[Any]
-    ) -> _Found | _Unverifiable:
-        now = self.ctx.clock()
-        since = match.since
-        if since < now - EVENTS_WINDOW:
-            return _Unverifiable(
-                "outcome cannot be verified: the conversation has more items than Gladly lists (1000) and "
-                "the attempt is older than the 24 h events window; check the conversation in Gladly, "
-                "then cancel this action (and queue it again if it was not sent)"
-            )
-        is_note = match.is_note
-        events = self._call(
-            lambda: self.client.list_events(since, now, ["CONVERSATION" if is_note else "CONTACT"])
-        )
-        wanted_type, id_key = (
-            ("CONVERSATION/NOTE_CREATED", "noteId") if is_note else ("CONTACT/MESSAGE_SENT", "messageId")
-        )
-        candidates = []
-        for event in events:
-            content = event.get("content") or {}
-            item_id = content.get(id_key)
-            if (
-                event.get("type") == wanted_type
-                and content.get("conversationId") == row["conversation_id"]
-                and item_id
-                and item_id not in listed
-                and item_id not in match.claimed
-                and item_id not in candidates
-            ):
-                candidates.append(item_id)
-        for item_id in candidates:
-            try:
-                item = self._call(lambda item_id=item_id: self.client.get_item(item_id))
-            except GladlyNotFound:
-                continue
-            if match(item):
-                return _Found(item["id"])
-        return _Unverifiable(
-            "outcome cannot be verified: the conversation has more items than Gladly lists (1000) and no "
-            "matching item was found through the events of the last 24 h; check the conversation in "
-            "Gladly, then cancel this action (and queue it again if it was not sent)"
-        )
-
-    def _agent_id(self) -> str | None:
-        """Our API user's agent id (``GET /agents``, matched by email), read once per drain."""
-        with self._agent_lock:
-            if self._agent is None:
-                email = self.ctx.settings.gladly.email.casefold()
-                agents = self._call(self.client.list_agents)
-                found = next(
-                    (a.get("id") for a in agents if str(a.get("emailAddress") or "").casefold() == email),
-                    None,
-                )
-                if found is None:
-                    self.log.warning("outbox_agent_not_found", agents=len(agents))
-                self._agent = (found,)
-            return self._agent[0]
-
-
-class _Transactions:
-    """The drain's database work: short transactions, shared by the workers that arrive together.
-
-    The store is opened for each batch (so other processes can write between them), a process can
-    have it open only once at a time, and each open costs tens of milliseconds. So workers queue
-    their operations and one of them runs every queued operation in a single transaction (group
-    commit); each caller returns only once the transaction holding its operation has committed.
-    If that transaction fails, its operations are run again one by one, so one bad operation
-    fails only its own caller.
-    """
-
-    def __init__(self, db: Any):
-        self._db = db
-        self._queue_lock = threading.Lock()
-        self._queue: list[_Operation] = []
-        self._leader = threading.Lock()
-
-    def run(self, op: Callable[[Any], T]) -> T:
-        operation = _Operation(op)
-        with self._queue_lock:
-            self._queue.append(operation)
-        with self._leader:
-            if not operation.done.is_set():
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit(batch)
-        return operation.result()
-
-    def _commit(self, batch: list[_Operation]) -> None:
-        try:
-            failing: _Operation | None = None
-            try:
-                with self._db.transaction() as con:
-                    results = []
-                    for operation in batch:
-                        failing = operation
-                        results.append(operation.op(con))
-                    failing = None
-            except Exception as exc:
-                if failing is None or len(batch) == 1:  # opening or committing failed: everyone's error
-                    for operation in batch:
-                        operation.fail(exc)
-                    return
-                for operation in batch:
-                    self._commit([operation])
-                return
-            for operation, result in zip(batch, results, strict=True):
-                operation.succeed(result)
-        finally:
-            for operation in batch:  # e.g. KeyboardInterrupt: nobody may wait forever
-                if not operation.done.is_set():
-                    operation.fail(RuntimeError("the drain's transaction was interrupted"))
-
-
-class _Operation:
-    def __init__(self, op: Callable[[Any], Any]):
-        self.op = op
-        self.done = threading.Event()
-        self._result: Any = None
-        self._error: BaseException | None = None
-
-    def succeed(self, result: Any) -> None:
-        self._result = result
-        self.done.set()
-
-    def fail(self, error: BaseException) -> None:
-        self._error = error
-        self.done.set()
-
-    def result(self) -> Any:
-        self.done.wait()
-        if self._error is not None:
-            raise self._error
-        return self._result
-
-
-class _Matcher:
-    """Does a Gladly item look like the one this row created?"""
-
-    def __init__(self, row: dict[str, Any], agent_id: str | None, claimed: set[str]):
-        self.row = row
-        self.agent_id = agent_id
-        self.claimed = claimed
-        self.is_note = row["kind"] in ("note", "escalation")
-        if self.is_note:
-            self.content_type = "CONVERSATION_NOTE"
-            self.expected = normalise_text(note_body(row["body"]))
-        else:
-            self.content_type = row["channel"]
-            self.expected = normalise_text(reply_text(row))
-        attempted = row["last_attempt_at"] or row["created_at"]
-        self.since: datetime = attempted - CLOCK_SKEW
-
-    def __call__(self, item: dict[str, Any]) -> bool:
-        if not item.get("id") or item["id"] in self.claimed:
-            return False
-        if item.get("conversationId", self.row["conversation_id"]) != self.row["conversation_id"]:
-            return False  # Gladly's list may hold another conversation's item
-        initiator = item.get("initiator") or {}
-        ours = initiator.get("type") == "API" or (
-            initiator.get("type") == "AGENT"
-            and self.agent_id is not None
-            and initiator.get("id") == self.agent_id
-        )
-        if not ours:
-            return False
-        timestamp = _parse_time(item.get("timestamp"))
-        if timestamp is None or timestamp < self.since:
-            return False
-        content = item.get("content") or {}
-        if content.get("type") != self.content_type:
-            return False
-        if self.is_note:
-            text = content.get("body")
-        else:
-            text = content.get("content") if content.get("content") is not None else content.get("body")
-        return normalise_text(text) == self.expected
+                if claimed_id is not None:
+                    self._tx(lambda con: outbox.touch_attempt(con, claimed_id, self.ctx.clock()))
 
 
 def _payload_ok(row: dict[str, Any]) -> bool:
@@ -657,22 +478,6 @@ def _payload_ok(row: dict[str, Any]) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-def _gladly_said(exc: Rejected) -> str:
-    if exc.code or exc.detail:
-        return ": ".join(part for part in (exc.code, exc.detail) if part)
-    return str(exc)
 
 
 def _ids(row: dict[str, Any]) -> dict[str, Any]:

@@ -19,12 +19,15 @@ import pytest
 import respx
 from gladly_sync.storage import upserts
 from gladly_sync.storage.database import Database
+from gladly_sync.storage.outbox.database import OutboxDatabase
+from gladly_sync.storage.outbox.schema import OUTBOX
 from gladly_sync.storage.rows import conversation_row
 from gladly_sync.sync.cli.main import main
 from gladly_sync.sync.cli.progress import ProgressBar
 from gladly_sync.sync.joblock import job_lock
 from gladly_sync.sync.outbox.drain import DrainSummary
 from gladly_sync.sync.pull.run import SyncSummary
+from sqlalchemy import update
 
 from gladly_sync.errors import AuthenticationFailed, NetworkError
 from tests.cli import API, TOKEN, reset_logging, write_config
@@ -55,6 +58,14 @@ def config(tmp_path):
 @pytest.fixture
 def db_path(tmp_path):
     return tmp_path / "data" / "gladly.duckdb"
+
+
+def set_outbox_row(db_path, action_id: str, **values) -> None:
+    """Change a row of the outbox database (``gladly_outbox.sqlite`` beside the store)."""
+    database = OutboxDatabase(db_path.parent / "gladly_outbox.sqlite")
+    with database.transaction() as con:
+        con.execute(update(OUTBOX).where(OUTBOX.c.id == action_id).values(**values))
+    database.dispose()
 
 
 def gladly_conversation(conversation_id: str) -> dict:
@@ -455,15 +466,24 @@ class TestEnqueue:
         assert event["action_id"] == data["id"] and "Thanks" not in err
 
     def test_dedupe_key_returns_the_first_row(self, run, store):
-        """A second enqueue with the same dedupe key returns the existing row, deduplicated."""
+        """A second enqueue of the same action with the same dedupe key returns the existing row,
+        deduplicated."""
         first = json.loads(run("enqueue", "note", "conv-1", "--body", "a", "--dedupe-key", "k1", "--json")[1])
         second = json.loads(
-            run("enqueue", "note", "conv-1", "--body", "b", "--dedupe-key", "k1", "--json")[1]
+            run("enqueue", "note", "conv-1", "--body", "a", "--dedupe-key", "k1", "--json")[1]
         )
         assert second["id"] == first["id"] and (first["deduplicated"], second["deduplicated"]) == (
             False,
             True,
         )
+
+    def test_dedupe_key_reused_for_another_body_exits_2(self, run, store):
+        """A dedupe key reused for a different body is refused with exit 2, naming the existing row."""
+        first = json.loads(run("enqueue", "note", "conv-1", "--body", "a", "--dedupe-key", "k1", "--json")[1])
+        code, out, err = run("enqueue", "note", "conv-1", "--body", "b", "--dedupe-key", "k1")
+        assert code == 2 and out == ""
+        assert f"already used by outbox action {first['id']}" in err and "different body" in err
+        assert len(json.loads(run("outbox", "list", "--json")[1])) == 1
 
     def test_escalate_uses_the_configured_inbox_or_inbox_option(self, run, store):
         """The escalation inbox comes from config, or --inbox."""
@@ -588,11 +608,8 @@ class TestStatus:
         """Failed rows, and unknown rows older than the stuck limit, fail status --check."""
         self.record(db_path, cursor_age=timedelta(minutes=1))
         queued = json.loads(run("enqueue", "note", "conv-1", "--body", "hi", "--json")[1])
-        with Database(db_path).transaction() as con:
-            con.execute(
-                "UPDATE outbox SET status = ?, last_attempt_at = ? WHERE id = ?",
-                [status, datetime.now(UTC) - attempted_ago, queued["id"]],
-            )
+        attempted = datetime.now(UTC) - attempted_ago
+        set_outbox_row(db_path, queued["id"], status=status, last_attempt_at=attempted)
         code, out, _ = run("status", "--check")
         assert code == 1 and problem in out
 
@@ -600,11 +617,7 @@ class TestStatus:
         """An unknown row attempted a moment ago is not a problem yet (the next drain reconciles it)."""
         self.record(db_path, cursor_age=timedelta(minutes=1))
         queued = json.loads(run("enqueue", "note", "conv-1", "--body", "hi", "--json")[1])
-        with Database(db_path).transaction() as con:
-            con.execute(
-                "UPDATE outbox SET status = 'unknown', last_attempt_at = ? WHERE id = ?",
-                [datetime.now(UTC), queued["id"]],
-            )
+        set_outbox_row(db_path, queued["id"], status="unknown", last_attempt_at=datetime.now(UTC))
         assert run("status", "--check")[0] == 0
 
 

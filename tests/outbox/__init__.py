@@ -22,6 +22,66 @@ def open_db(tmp_path: Path) -> Any:
     return db
 
 
+def open_outbox(tmp_path: Path, db: Any = None) -> Any:
+    """The outbox database beside the store (``gladly_outbox.sqlite``), schema created."""
+    from gladly_sync.storage.outbox.bridge import outbox_for_store
+
+    store = db if db is not None else open_db(tmp_path)
+    database = outbox_for_store(store, tmp_path / "gladly_outbox.sqlite")
+    with database.connect():
+        pass
+    return database
+
+
+class Queue:
+    """The outbox as the tests drive it: ``q.enqueue_note(conv, body, now=T)`` goes through the real
+    enqueue path (``Outbox``: dedupe, validation against the store, insert); any other queue
+    function ``q.X(...)`` runs ``outbox.X(con, ...)`` in its own outbox transaction; ``q.add_item``
+    and ``q.add_conversation`` write the store."""
+
+    def __init__(self, db: Any, database: Any):
+        from gladly_sync.storage.outbox.intake import Outbox
+        from gladly_sync.storage.outbox.validation import ConversationSource
+
+        self.db = db
+        self.database = database
+        self.box = Outbox(database, ConversationSource(db))
+
+    def enqueue_reply(self, conversation_id: str, body: str, *, now: datetime = T0, **kw: Any) -> Any:
+        self.box.clock = lambda: now
+        return self.box.enqueue_reply(conversation_id, body, **kw)
+
+    def enqueue_note(self, conversation_id: str, body: str, *, now: datetime = T0, **kw: Any) -> Any:
+        self.box.clock = lambda: now
+        return self.box.enqueue_note(conversation_id, body, **kw)
+
+    def enqueue_escalation(
+        self, conversation_id: str, *, now: datetime = T0, default_inbox: str | None = None, **kw: Any
+    ) -> Any:
+        self.box.clock = lambda: now
+        self.box.escalation_inbox = default_inbox
+        return self.box.enqueue_escalation(conversation_id, **kw)
+
+    def add_item(self, *args: Any, **kw: Any) -> None:
+        with self.db.transaction() as con:
+            add_item(con, *args, **kw)
+
+    def add_conversation(self, *args: Any, **kw: Any) -> None:
+        with self.db.transaction() as con:
+            add_conversation(con, *args, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        from gladly_sync.storage import outbox
+
+        function = getattr(outbox, name)
+
+        def run(*args: Any, **kw: Any) -> Any:
+            with self.database.transaction() as con:
+                return function(con, *args, **kw)
+
+        return run
+
+
 def add_conversation(
     con: Any,
     conversation_id: str,
@@ -106,6 +166,8 @@ def make_settings(
     requests_per_second: float = 8,
     email: str = "api-user@acme.com",
     api_token: str = "secret-token",
+    unknown_settle: timedelta = timedelta(minutes=10),
+    timeout_seconds: float = 5,
 ) -> Any:
     from gladly_sync.config import (
         GladlySettings,
@@ -125,16 +187,21 @@ def make_settings(
             api_token=api_token,
             base_url=base_url,
             requests_per_second=requests_per_second,
-            timeout_seconds=5,
+            timeout_seconds=timeout_seconds,
         ),
         inboxes=InboxSettings(ingest=(), escalation=escalation),
-        storage=StorageSettings(path=tmp_path / "gladly.duckdb", snapshot_path=None, lock_wait_seconds=5),
+        storage=StorageSettings(
+            path=tmp_path / "gladly.duckdb",
+            snapshot_path=None,
+            lock_wait_seconds=5,
+            outbox_path=tmp_path / "gladly_outbox.sqlite",
+        ),
         schedule=ScheduleSettings(
             sync_every=timedelta(minutes=5),
             drain_every=timedelta(seconds=30),
             reconcile_every=timedelta(hours=6),
         ),
-        outbox=OutboxSettings(enabled=enabled, max_attempts=max_attempts),
+        outbox=OutboxSettings(enabled=enabled, max_attempts=max_attempts, unknown_settle=unknown_settle),
         logging=LoggingSettings(level="info", format="json"),
         config_path=tmp_path / "config.yaml",
     )

@@ -8,22 +8,32 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-import duckdb
 import httpx
 import pytest
 import respx
-from gladly_sync.storage import outbox
+from gladly_sync.storage.outbox.schema import OUTBOX
 from gladly_sync.sync.client import GladlyClient
 from gladly_sync.sync.context import Context
 from gladly_sync.sync.outbox.drain import DrainSummary, drain_once
+from sqlalchemy import update
 from structlog.testing import capture_logs
 
 from gladly_sync.errors import AuthenticationFailed, PermissionDenied
-from tests.outbox import FakeClock, add_conversation, add_item, gladly_time, make_settings, open_db
+from tests.outbox import (
+    FakeClock,
+    Queue,
+    add_conversation,
+    add_item,
+    gladly_time,
+    make_settings,
+    open_db,
+    open_outbox,
+)
 
 API = "https://acme.gladly.com/api/v1"
 AGENT_ID = "agent-api"
 ESCALATION = "inbox-escalation"
+SETTLE = timedelta(minutes=10)  # outbox.unknown_settle
 
 
 def created(path: str) -> httpx.Response:
@@ -86,6 +96,8 @@ class Harness:
         self.enabled = True
         self.max_attempts = 3
         self.client_options: dict[str, Any] = {}
+        self.unknown_settle = SETTLE
+        self.q = Queue(self.db, open_outbox(tmp_path, self.db))
         with self.db.transaction() as con:
             add_conversation(con, "conv-1")
             add_item(con, "in-1", "conv-1", content_type="EMAIL")
@@ -93,7 +105,12 @@ class Harness:
             add_item(con, "chat-2", "conv-2", content_type="CHAT_MESSAGE")
 
     def context(self) -> Context:
-        settings = make_settings(self.tmp_path, enabled=self.enabled, max_attempts=self.max_attempts)
+        settings = make_settings(
+            self.tmp_path,
+            enabled=self.enabled,
+            max_attempts=self.max_attempts,
+            unknown_settle=self.unknown_settle,
+        )
         return Context(
             settings=settings,
             db=self.db,
@@ -101,33 +118,29 @@ class Harness:
                 settings.gladly, sleep=self.clock.sleep, clock=self.clock.monotonic, **self.client_options
             ),
             clock=self.clock,
+            outbox_db=self.q.database,
         )
 
     def drain(self, **options: Any) -> DrainSummary:
         return drain_once(self.context(), sleep=self.clock.sleep, rng=random.Random(7), **options)
 
-    def reply(self, body: str = "Thanks, it ships today.", conversation_id: str = "conv-1") -> str:
-        with self.db.transaction() as con:
-            return outbox.enqueue_reply(con, conversation_id, body, now=self.clock()).row["id"]
+    def reply(self, body: str = "Thanks, it ships today.", conversation_id: str = "conv-1", **kw: Any) -> str:
+        return self.q.enqueue_reply(conversation_id, body, now=self.clock(), **kw).row["id"]
 
     def note(self, body: str = "Customer is VIP", conversation_id: str = "conv-1") -> str:
-        with self.db.transaction() as con:
-            return outbox.enqueue_note(con, conversation_id, body, now=self.clock()).row["id"]
+        return self.q.enqueue_note(conversation_id, body, now=self.clock()).row["id"]
 
     def escalate(self, note: str | None = None) -> str:
-        with self.db.transaction() as con:
-            return outbox.enqueue_escalation(
-                con, "conv-1", note=note, default_inbox=ESCALATION, now=self.clock()
-            ).row["id"]
+        return self.q.enqueue_escalation("conv-1", note=note, default_inbox=ESCALATION, now=self.clock()).row[
+            "id"
+        ]
 
     def row(self, action_id: str) -> dict:
-        with self.db.connect() as con:
-            return outbox.get_action(con, action_id)
+        return self.q.get_action(action_id)
 
     def set_row(self, action_id: str, **values: Any) -> None:
-        with self.db.transaction() as con:
-            for key, value in values.items():
-                con.execute(f"UPDATE outbox SET {key} = ? WHERE id = ?", [value, action_id])
+        with self.q.database.transaction() as con:
+            con.execute(update(OUTBOX).where(OUTBOX.c.id == action_id).values(**values))
 
     def state(self, action_id: str) -> tuple:
         row = self.row(action_id)
@@ -346,8 +359,7 @@ class TestSending:
             return_value=created("conversations/conv-1/notes/n")
         )
         action = h.note()
-        with h.db.transaction() as con:
-            outbox.cancel_action(con, action, h.clock())
+        h.q.cancel_action(action, h.clock())
         h.drain()
         assert route.call_count == 0
 
@@ -402,8 +414,7 @@ class TestOrder:
         h.reply("chat reply", conversation_id="conv-2")
         summary = h.drain()
         assert [sent_json(notes, i)["content"]["body"] for i in range(5)] == [f"note {i}" for i in range(5)]
-        with h.db.connect() as con:
-            sent_ids = [outbox.get_action(con, i)["gladly_item_id"] for i in ids]
+        sent_ids = [h.row(i)["gladly_item_id"] for i in ids]
         assert sent_ids == [f"n{i}" for i in range(5)]
         assert chat.call_count == 1
         assert summary.sent == 6
@@ -452,15 +463,46 @@ class TestReconciliation:
         assert summary.reconciled == 1 and summary.sent == 0
         assert "outbox_reconciled" in [e["event"] for e in logs]
 
-    def test_unknown_not_found_is_sent_again_once(self, h, gladly):
-        """Not in Gladly: sent again, as a new attempt."""
+    def test_unknown_not_found_waits_for_the_settle_period(self, h, gladly):
+        """Not in Gladly yet: every drain looks again (one GET) and sends nothing until
+        outbox.unknown_settle has passed since the attempt; the row holds back its conversation."""
+        action, route, _ = self._timed_out_reply(h, gladly)
+        later = h.note("after the reply")
+        items = gladly.get("/conversations/conv-1/items").respond(json=[])
+        notes = gladly.post("/conversations/conv-1/notes").mock(return_value=created("x/notes/n1"))
+        for _ in range(3):
+            h.clock.advance(60)
+            summary = h.drain()
+            assert (summary.settling, summary.sent) == (1, 0)
+        assert h.state(action) == ("unknown", 1, None)
+        assert "outbox.unknown_settle" in h.row(action)["last_error"]
+        assert (route.call_count, items.call_count, notes.call_count) == (1, 3, 0)
+        assert h.state(later)[0] == "pending"
+
+    def test_unknown_not_found_after_the_settle_period_is_sent_again_once(self, h, gladly):
+        """Still not in Gladly once the settle period has passed: sent again, as a new attempt."""
         action, route, _ = self._timed_out_reply(h, gladly)
         gladly.get("/conversations/conv-1/items").respond(json=[])
+        h.clock.advance(SETTLE.total_seconds())
         h.drain()
         assert h.state(action) == ("sent", 2, "resent")
         assert route.call_count == 2
         h.drain()
         assert route.call_count == 2
+
+    def test_item_appearing_within_the_settle_period_is_sent_once(self, h, gladly):
+        """Gladly applies the request minutes after our timeout: found by a later drain, never resent."""
+        action, route, attempted = self._timed_out_reply(h, gladly)
+        items = gladly.get("/conversations/conv-1/items")
+        items.respond(json=[])
+        h.clock.advance(120)
+        h.drain()
+        late = email_item("late-1", "Thanks, it ships today.", attempted + timedelta(minutes=3))
+        items.respond(json=[late])
+        h.clock.advance(120)
+        summary = h.drain()
+        assert h.state(action) == ("sent", 1, "late-1")
+        assert (summary.reconciled, route.call_count) == (1, 1)
 
     @pytest.mark.parametrize(
         "item",
@@ -471,13 +513,16 @@ class TestReconciliation:
             lambda at: note_item("x", "Thanks, it ships today.", at),
             lambda at: email_item("x", "Thanks, it ships today.", at, initiator=("CUSTOMER", "cust-1")),
             lambda at: {**email_item("x", "Thanks, it ships today.", at), "conversationId": "conv-9"},
+            lambda at: email_item("x", "Thanks, it ships today.", at, initiator=("API", "api")),
         ],
-        ids=["other-agent", "too-early", "other-text", "a-note", "customer", "other-conversation"],
+        ids=["other-agent", "too-early", "other-text", "a-note", "customer", "other-conversation", "api"],
     )
     def test_near_misses_do_not_count_as_sent(self, h, gladly, item):
-        """Only our user's item of the right type, text and time matches; anything else means resend."""
+        """Only an item initiated by our API user's agent id, of the right type, text and time
+        matches (another integration's API item does not); anything else means resend once settled."""
         action, route, attempted = self._timed_out_reply(h, gladly)
         gladly.get("/conversations/conv-1/items").respond(json=[item(attempted)])
+        h.clock.advance(SETTLE.total_seconds())
         h.drain()
         assert h.state(action) == ("sent", 2, "resent")
 
@@ -485,13 +530,12 @@ class TestReconciliation:
         "item",
         [
             lambda at: email_item("y", "Thanks, it ships today.", at - timedelta(seconds=110)),
-            lambda at: email_item("y", "Thanks, it ships today.", at, initiator=("API", "api")),
             lambda at: email_item("y", "  Thanks,\n it ships   today. ", at),
         ],
-        ids=["clock-skew", "api-initiator", "whitespace"],
+        ids=["clock-skew", "whitespace"],
     )
     def test_matches_within_the_rules(self, h, gladly, item):
-        """Clock skew up to 2 min, an API initiator and whitespace differences still match."""
+        """Clock skew up to 2 min and whitespace differences still match."""
         action, route, attempted = self._timed_out_reply(h, gladly)
         gladly.get("/conversations/conv-1/items").respond(json=[item(attempted)])
         h.drain()
@@ -501,11 +545,7 @@ class TestReconciliation:
     def test_html_email_reconciles_on_its_plain_text(self, h, gladly):
         """An --html email is found by the bodyPlain text its item shows."""
         route = gladly.post("/conversation-items/in-1/reply").mock(side_effect=httpx.ReadTimeout("timeout"))
-        with h.db.transaction() as con:
-            action = outbox.enqueue_reply(
-                con, "conv-1", "<p>Hi <b>Ann</b></p><p>Done.</p>", html=True, now=h.clock()
-            )
-            action = action.row["id"]
+        action = h.reply("<p>Hi <b>Ann</b></p><p>Done.</p>", html=True)
         h.drain()
         attempted = h.row(action)["last_attempt_at"]
         gladly.get("/conversations/conv-1/items").respond(
@@ -530,6 +570,7 @@ class TestReconciliation:
         assert h.state(second)[0] == "unknown"
         attempted = h.row(second)["last_attempt_at"]
         gladly.get("/conversations/conv-1/items").respond(json=[note_item("note-a", "Thanks", attempted)])
+        h.clock.advance(SETTLE.total_seconds())
         h.drain()
         assert h.state(second) == ("sent", 2, "note-b")
         assert route.call_count == 3
@@ -540,8 +581,7 @@ class TestReconciliation:
             return_value=created("conversations/conv-1/notes/dup")
         )
         action = h.note("Escalating to billing")
-        with h.db.transaction() as con:
-            outbox.mark_sending(con, action, h.clock())  # the request then reached Gladly; the process died
+        h.q.mark_sending(action, h.clock())  # the request then reached Gladly; the process died
         gladly.get("/conversations/conv-1/items").respond(
             json=[note_item("n-crash", "Escalating to billing", h.clock() + timedelta(seconds=1))]
         )
@@ -560,8 +600,10 @@ class TestReconciliation:
         gladly.get("/conversations/conv-1/items").respond(json=[])
         action = h.reply()
         h.drain()
+        h.clock.advance(SETTLE.total_seconds())
         h.drain()
         assert h.state(action) == ("unknown", 2, None)
+        h.clock.advance(SETTLE.total_seconds())
         summary = h.drain()
         row = h.row(action)
         assert (row["status"], row["attempts"]) == ("failed", 2)
@@ -776,18 +818,3 @@ class TestEscalation:
         h.drain()
         row = h.row(action)
         assert (row["status"], row["last_error"]) == ("failed", "not_exist: conversation does not exist")
-
-
-class TestGroupCommit:
-    def test_one_failing_operation_fails_only_its_caller(self, h):
-        """Operations batched into one transaction: a failing one is rerun alone and fails alone."""
-        from gladly_sync.sync.outbox.drain import _Operation, _Transactions
-
-        action = h.note()
-        ok = _Operation(lambda con: outbox.mark_failed(con, action, "x")["status"])
-        bad = _Operation(lambda con: con.execute("SELECT * FROM nowhere"))
-        _Transactions(h.db)._commit([ok, bad])
-        assert ok.result() == "failed"
-        assert h.state(action)[0] == "failed"
-        with pytest.raises(duckdb.CatalogException):
-            bad.result()

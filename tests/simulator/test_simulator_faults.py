@@ -130,6 +130,23 @@ class TestBeforeApplyFaults:
             time.sleep(0.05)
         assert note_count(sim, conversation_id) == 1
 
+    def test_apply_late_applies_after_the_client_gave_up(self, sim: Simulator, make_client,
+                                                          new_conversation) -> None:
+        """apply_late: the client times out with nothing written; the write lands `seconds` later,
+        exactly once, and no answer ever comes."""
+        conversation_id, _ = new_conversation()
+        sim.faults.add(method="POST", path=r"/notes$", kind="apply_late", seconds=1.0)
+        http = make_client(sim, timeout=httpx.Timeout(5.0, read=0.2))
+        with pytest.raises(httpx.ReadTimeout):
+            http.post(f"/conversations/{conversation_id}/notes", json=NOTE)
+        assert note_count(sim, conversation_id) == 0
+        deadline = time.monotonic() + 5
+        while note_count(sim, conversation_id) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert note_count(sim, conversation_id) == 1
+        time.sleep(0.2)
+        assert sim.requests[-1].status is None
+
     def test_delay_within_the_timeout_succeeds(self, sim: Simulator, client: httpx.Client) -> None:
         """A short delay only slows the answer."""
         sim.faults.add(path="/organization", kind="delay", seconds=0.2)

@@ -27,7 +27,6 @@ TABLES = [
     "export_jobs",
     "inboxes",
     "organization",
-    "outbox",
     "schema_version",
     "scope_exclusions",
     "skipped_events",

@@ -1,9 +1,9 @@
-"""Store: Applied's Python surface opens the file per call and delegates to the outbox module."""
+"""Store: Applied's Python surface. Context from the store, actions into the outbox database;
+enqueue validates against the read snapshot and never needs the API token or the store's lock."""
 
 from __future__ import annotations
 
-import sys
-import types
+import time
 
 import duckdb
 import pytest
@@ -11,34 +11,43 @@ from gladly_sync.storage import Database, Store, upserts
 from gladly_sync.storage.rows import conversation_row
 
 from gladly_sync import storage
-from gladly_sync.errors import NotFound
+from gladly_sync.errors import EnqueueRejected, NotFound
 
 from .conftest import T0
+from .test_database import _holder, _release
+
+EMAIL = {
+    "id": "i1",
+    "conversationId": "v1",
+    "customerId": "c1",
+    "timestamp": "2024-05-01T10:00:00Z",
+    "initiator": {"type": "CUSTOMER", "id": "c1"},
+    "content": {"type": "EMAIL", "subject": "Order", "content": "Where is it?"},
+}
+
+
+def add_conversation(db: Database, conversation_id: str, *, with_email: bool = True) -> None:
+    with db.transaction() as con:
+        upserts.upsert_conversations(
+            con,
+            [
+                conversation_row(
+                    {"id": conversation_id, "customerId": "c1", "inboxId": "in1", "status": "OPEN"},
+                    synced_at=T0,
+                    source_at=T0,
+                )
+            ],
+        )
+        if with_email:
+            item = {**EMAIL, "id": f"{conversation_id}-i1", "conversationId": conversation_id}
+            upserts.upsert_items(con, [item], source_at=T0, synced_at=T0)
 
 
 @pytest.fixture
-def fake_outbox(monkeypatch):
-    """A stand-in for storage/outbox.py that records each call and the connection's state."""
-    calls = []
-    module = types.ModuleType("gladly_sync.storage.outbox")
-
-    def recorder(name):
-        def call(con, *args, **kwargs):
-            assert con.execute("SELECT count(*) FROM conversations").fetchone() is not None
-            calls.append((name, args, {k: v for k, v in kwargs.items() if k != "now"}))
-            assert kwargs.get("now") is None or kwargs["now"].tzinfo is not None
-            if name == "outbox_by_key":
-                return {"id": "o1", "dedupe_key": args[0]}
-            con.execute("INSERT INTO sync_state VALUES (?, 'queued', now())", [name])
-            return {"queued": name}
-
-        return call
-
-    for name in ("enqueue_reply", "enqueue_note", "enqueue_escalation", "outbox_by_key"):
-        setattr(module, name, recorder(name))
-    monkeypatch.setitem(sys.modules, "gladly_sync.storage.outbox", module)
-    monkeypatch.setattr(storage, "outbox", module, raising=False)
-    return calls
+def path(tmp_path):
+    path = tmp_path / "data" / "gladly.duckdb"
+    add_conversation(Database(path), "v1")
+    return path
 
 
 class TestStore:
@@ -46,44 +55,64 @@ class TestStore:
         """storage exposes Store and Database."""
         assert storage.__all__ == ["Database", "Store"]
 
-    def test_context_reads_the_store(self, tmp_path):
-        """conversation_context opens the file, reads and closes it (another process may then open it)."""
-        path = tmp_path / "g.duckdb"
-        with Database(path).transaction() as con:
-            upserts.upsert_conversations(
-                con,
-                [
-                    conversation_row(
-                        {"id": "v1", "customerId": "c1", "inboxId": "in1", "status": "OPEN"},
-                        synced_at=T0,
-                        source_at=T0,
-                    )
-                ],
-            )
+    def test_context_reads_the_store_and_the_outbox(self, path):
+        """conversation_context: the conversation from the store (closed afterwards), its unsent
+        actions from the outbox database."""
         store = Store(path)
-        assert store.conversation_context("v1")["conversation"]["id"] == "v1"
+        queued = store.enqueue_note("v1", "Customer is VIP").row
+        context = store.conversation_context("v1")
+        assert context["conversation"]["id"] == "v1"
+        assert [(a["id"], a["kind"], a["status"], a["body"]) for a in context["outbox"]] == [
+            (queued["id"], "note", "pending", "Customer is VIP")
+        ]
+        assert isinstance(context["outbox"][0]["created_at"], str)
         with pytest.raises(NotFound):
             store.conversation_context("v2")
         duckdb.connect(str(path)).close()
 
-    def test_enqueues_delegate_in_a_committed_transaction(self, tmp_path, fake_outbox):
-        """Each enqueue calls the outbox function with the escalation inbox default and commits."""
-        store = Store(tmp_path / "g.duckdb", escalation_inbox="esc", lock_wait_seconds=5)
-        assert store.enqueue_reply("v1", "Hi", dedupe_key="k1", html=True) == {"queued": "enqueue_reply"}
+    def test_enqueues_land_in_the_outbox_database(self, path):
+        """Reply, note and escalation rows go to gladly_outbox.sqlite beside the store, in order."""
+        store = Store(path, escalation_inbox="esc", lock_wait_seconds=5)
+        reply = store.enqueue_reply("v1", "Hi", dedupe_key="k1")
         store.enqueue_note("v1", "Note", dedupe_key="k2")
-        store.enqueue_escalation("v1", note="Please help")
-        assert store.outbox_by_key("k1") == {"id": "o1", "dedupe_key": "k1"}
-        assert fake_outbox == [
-            ("enqueue_reply", ("v1", "Hi"), {"html": True, "dedupe_key": "k1"}),
-            ("enqueue_note", ("v1", "Note"), {"dedupe_key": "k2"}),
-            (
-                "enqueue_escalation",
-                ("v1",),
-                {"note": "Please help", "inbox_id": None, "default_inbox": "esc", "dedupe_key": None},
-            ),
-            ("outbox_by_key", ("k1",), {}),
-        ]
-        with store.db.connect() as con:
-            streams = con.execute("SELECT stream FROM sync_state ORDER BY 1").fetchall()
-        assert streams == [("enqueue_escalation",), ("enqueue_note",), ("enqueue_reply",)]
-        assert store.db.lock_wait_seconds == 5
+        escalation = store.enqueue_escalation("v1", note="Please help")
+        assert (path.parent / "gladly_outbox.sqlite").exists()
+        assert (reply.row["reply_to_item_id"], reply.row["channel"]) == ("v1-i1", "EMAIL")
+        assert escalation.row["target_inbox_id"] == "esc"
+        assert store.outbox_by_key("k1") == reply.row
+        assert store.enqueue_reply("v1", "Hi", dedupe_key="k1").deduplicated is True
+        with pytest.raises(EnqueueRejected, match=f"already used by outbox action {reply.row['id']}"):
+            store.enqueue_reply("v1", "Hello", dedupe_key="k1")
+        with duckdb.connect(str(path), read_only=True) as con:
+            found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'outbox'")
+            assert found.fetchone() == (0,)
+
+    def test_from_config_needs_no_token(self, tmp_path, path, monkeypatch):
+        """Store.from_config with no api_token in the file and GLADLY_API_TOKEN unset works."""
+        monkeypatch.delenv("GLADLY_API_TOKEN", raising=False)
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "gladly:\n  organization: acme\n  email: api@acme.com\n"
+            "storage:\n  path: data/gladly.duckdb\n  snapshot_path: null\n"
+            "  outbox_path: data/queue.sqlite\n"
+        )
+        store = Store.from_config(config)
+        assert store.enqueue_note("v1", "no token needed").row["status"] == "pending"
+        assert (tmp_path / "data" / "queue.sqlite").exists()
+
+    def test_enqueue_validates_against_the_snapshot_without_the_store_lock(self, tmp_path, path):
+        """With a snapshot, enqueue reads it: a writer holding the store does not delay it, and a
+        conversation not yet published is refused as unknown."""
+        snapshot = tmp_path / "data" / "gladly_read.duckdb"
+        Database(path).publish_snapshot(snapshot)
+        add_conversation(Database(path), "v-new")
+        holder = _holder(path)  # another process holds the store (a sync writing)
+        try:
+            store = Store(path, lock_wait_seconds=3, snapshot_path=snapshot)
+            started = time.monotonic()
+            assert store.enqueue_reply("v1", "Hello").row["reply_to_item_id"] == "v1-i1"
+            assert time.monotonic() - started < 2
+            with pytest.raises(EnqueueRejected, match="'v-new' is not in the local store"):
+                store.enqueue_note("v-new", "not published yet")
+        finally:
+            _release(holder)

@@ -1,0 +1,136 @@
+"""Rows between the outbox database and DuckDB files: the one-time import of an older store's
+outbox, and the copy of the outbox table that each read snapshot carries for analysts.
+
+Import (first start after the upgrade): the store's ``outbox`` rows are inserted into the outbox
+database with their ids, states, attempts and ``seq`` (the sequence is moved past them), in one
+transaction that also records ``store_outbox_imported``; only after that commit is the table
+dropped from the store. A crash in between leaves the rows in both places, and the next start
+imports none twice (ids already present are skipped) and then drops the table. Nothing is lost,
+and nothing is sent again: ``sent`` rows stay ``sent``, ``unknown`` ones are reconciled first.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from gladly_sync.storage.database import Database
+from gladly_sync.storage.outbox.database import OutboxDatabase, advance_seq, meta_value, set_meta
+from gladly_sync.storage.outbox.schema import OUTBOX
+from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy.schema import CreateTable
+
+from gladly_sync.errors import DatabaseLocked
+
+__all__ = ["copy_into_snapshot", "import_store_outbox", "outbox_for_store"]
+
+IMPORTED = "store_outbox_imported"
+
+
+def outbox_for_store(
+    store: Database, path: Any = None, *, url: str | None = None, wait_for_store: bool = True
+) -> OutboxDatabase:
+    """The outbox database of ``store``: ``path`` (default: ``gladly_outbox.sqlite`` beside the
+    store) or ``url``; an older store's outbox rows are imported the first time it is opened.
+
+    ``wait_for_store=False`` (enqueue, Applied's path): when another process holds the store, the
+    import is left to the next opener (the drain waits for it) instead of waiting for the lock.
+    """
+    if path is None and url is None:
+        path = store.path.parent / "gladly_outbox.sqlite"
+    return OutboxDatabase(
+        path,
+        url=url,
+        lock_wait_seconds=store.lock_wait_seconds,
+        on_first_open=lambda database, engine: import_store_outbox(engine, store, wait=wait_for_store),
+    )
+
+
+def import_store_outbox(engine: Engine, store: Database, *, wait: bool = True) -> int | None:
+    """Move the store's ``outbox`` table (the first release's layout) into the outbox database;
+    the number of rows moved, or None when ``wait`` is false and the store is held elsewhere."""
+    with engine.connect() as con:
+        if meta_value(con.execution_options(outbox_read_only=True), IMPORTED) is not None:
+            return 0
+    if not wait:
+        try:
+            return import_store_outbox(engine, Database(store.path, lock_wait_seconds=0))
+        except DatabaseLocked:
+            return None
+    if not store.path.exists():
+        with engine.begin() as con:
+            if meta_value(con, IMPORTED) is None:
+                set_meta(con, IMPORTED, f"{datetime.now(UTC).isoformat()}: no store yet")
+        return 0
+    with store.connect() as duck:
+        rows = _store_rows(duck)
+        with engine.begin() as con:
+            if meta_value(con, IMPORTED) is not None:
+                return 0
+            imported = _insert_missing(con, rows)
+            set_meta(con, IMPORTED, f"{datetime.now(UTC).isoformat()}: {imported} rows")
+        duck.execute("DROP TABLE IF EXISTS outbox")
+    return imported
+
+
+def _store_rows(duck: Any) -> list[dict[str, Any]]:
+    exists = duck.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = 'outbox'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return []
+    result = duck.execute("SELECT * FROM outbox ORDER BY seq NULLS LAST, created_at, id")
+    names = [d[0] for d in result.description]
+    known = set(OUTBOX.c.keys())
+    return [{k: v for k, v in zip(names, values, strict=True) if k in known} for values in result.fetchall()]
+
+
+def _insert_missing(con: Connection, rows: list[dict[str, Any]]) -> int:
+    present = set(con.execute(select(OUTBOX.c.id)).scalars())
+    keys = set(con.execute(select(OUTBOX.c.dedupe_key).where(OUTBOX.c.dedupe_key.is_not(None))).scalars())
+    missing = [row for row in rows if row["id"] not in present]
+    for row in missing:
+        if row.get("dedupe_key") in keys:  # queued again before the import ran: keep both actions
+            row["dedupe_key"] = None
+    top = max((row.get("seq") or 0 for row in rows), default=0)
+    for n, row in enumerate(missing, 1):
+        row["seq"] = row.get("seq") or top + n  # a row without a position goes last, in order
+    if missing:
+        con.execute(insert(OUTBOX), missing)
+    advance_seq(con, max((row["seq"] for row in missing), default=top))
+    return len(missing)
+
+
+# --------------------------------------------------------------------------- snapshot copy
+
+_ARROW_TYPES = {
+    "body_is_html": pa.bool_(),
+    "attempts": pa.int32(),
+    "seq": pa.int64(),
+    **{
+        name: pa.timestamp("us", tz="UTC")
+        for name in ("last_attempt_at", "next_attempt_at", "created_at", "sent_at")
+    },
+}
+
+
+def copy_into_snapshot(duck: Any, database: OutboxDatabase) -> int:
+    """Replace the ``outbox`` table of a DuckDB file (a snapshot being published) with the outbox
+    database's rows; returns how many."""
+    from duckdb_engine import Dialect
+
+    with database.connect() as con:
+        rows = [dict(row._mapping) for row in con.execute(select(OUTBOX).order_by(OUTBOX.c.seq))]
+    names = list(OUTBOX.c.keys())
+    schema = pa.schema([(name, _ARROW_TYPES.get(name, pa.string())) for name in names])
+    ddl = str(CreateTable(OUTBOX).compile(dialect=Dialect())).strip()
+    duck.execute("DROP TABLE IF EXISTS outbox")
+    duck.execute(ddl)
+    duck.register("outbox_rows", pa.Table.from_pylist(rows, schema=schema))
+    try:
+        duck.execute(f"INSERT INTO outbox ({', '.join(names)}) SELECT {', '.join(names)} FROM outbox_rows")
+    finally:
+        duck.unregister("outbox_rows")
+    return len(rows)
