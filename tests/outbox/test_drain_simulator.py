@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from duckdb_engine import Dialect
 from gladly_sync.simulator import Simulator
 from gladly_sync.simulator.timestamps import parse_timestamp
+from gladly_sync.storage.outbox.schema import OUTBOX
 from gladly_sync.sync.client import GladlyClient
 from gladly_sync.sync.context import Context, utcnow
 from gladly_sync.sync.outbox.drain import DrainSummary, drain_once
 from gladly_sync.sync.pacer import Backoff
+from sqlalchemy.schema import CreateTable
 
 from tests.outbox import Queue, make_settings, open_db, open_outbox
 
@@ -341,3 +345,111 @@ class TestThroughput:
             assert [text for _, _, text in store.applied(conversation_id)] == [
                 f"bulk note {i}" for i in range(3)
             ]
+
+
+class TestLateApply:
+    def test_posts_gladly_applies_after_our_timeout_are_delivered_once(self, tmp_path, sim):
+        """Gladly applies each POST seconds after our read timeout fired (timeout 1 s, applied
+        after 4 s) while a drain runs every second, as the daemon would: every action is delivered
+        exactly once (the first release sent half of them twice) and ends sent with its item."""
+        store = Store(tmp_path, sim, unknown_settle=timedelta(minutes=10), timeout_seconds=1)
+        conversations = [store.new_conversation(channel) for channel in ("EMAIL", "CHAT_MESSAGE", "SMS")]
+        expected = {
+            c: [
+                (store.reply(c, f"Reply to {c[:6]}"), "reply", f"Reply to {c[:6]}"),
+                (store.note(c, f"Note on {c[:6]}"), "CONVERSATION_NOTE", f"Note on {c[:6]}"),
+            ]
+            for c in conversations
+        }
+        sim.faults.add(method="POST", kind="apply_late", seconds=4, times=6)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            drain_once(store.ctx, deadline_seconds=20)
+            if all(r["status"] == "sent" for r in store.rows()):
+                break
+            time.sleep(1)
+        assert len(sim.faults) == 0, "every POST was applied late"
+        for conversation_id, actions in expected.items():
+            applied = store.applied(conversation_id)
+            assert [text for _, _, text in applied] == [text for _, _, text in actions]
+            for (item_id, _, _), (action_id, _, _) in zip(applied, actions, strict=True):
+                assert (store.row(action_id)["status"], store.row(action_id)["gladly_item_id"]) == (
+                    "sent",
+                    item_id,
+                )
+        assert len([r for r in sim.requests if r.method == "POST"]) == 6
+
+
+class TestConcurrentDrains:
+    def test_two_drains_at_once_never_send_one_row_twice(self, tmp_path, sim):
+        """Two drains (each its own connections to the outbox database) working the same queue at
+        the same time: every action applied exactly once, in order per conversation."""
+        store = Store(tmp_path, sim, requests_per_second=10)
+        conversations = [store.new_conversation("EMAIL") for _ in range(6)]
+        for conversation_id in conversations:
+            for i in range(3):
+                store.note(conversation_id, f"note {i}")
+        sim.faults.add(method="POST", path=r"/notes$", kind="drop_after_apply", times=2)
+        other = Context(
+            settings=store.settings,
+            db=store.db,
+            client_factory=store.ctx.client_factory,
+            clock=utcnow,
+        )
+        for _ in range(6):
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(lambda ctx: drain_once(ctx, deadline_seconds=30), [store.ctx, other]))
+            if all(r["status"] == "sent" for r in store.rows()):
+                break
+            time.sleep(2.5)
+        for conversation_id in conversations:
+            assert [text for _, _, text in store.applied(conversation_id)] == [f"note {i}" for i in range(3)]
+        assert all(r["status"] == "sent" for r in store.rows())
+
+
+class TestUpgrade:
+    def test_rows_queued_by_the_first_release_are_sent_once(self, tmp_path, sim):
+        """A store from the first release with pending, sent and unknown rows: after the upgrade
+        the pending row is sent once, the unknown one (applied before the crash) is reconciled, and
+        the sent one is left alone."""
+        probe = Store(tmp_path / "probe", sim)
+        conversation_id = probe.new_conversation("EMAIL")
+        applied_id = sim.world.add_note(conversation_id, "Applied before the upgrade")
+        old = open_db(tmp_path)
+        probe.db = old
+        probe.load()
+        with old.transaction() as con:
+            con.execute(str(CreateTable(OUTBOX).compile(dialect=Dialect())))
+            now = utcnow()
+            for action_id, status, body, attempted, item, seq in [
+                ("old-sent", "sent", "Sent long ago", now, "item-x", 1),
+                ("old-unknown", "unknown", "Applied before the upgrade", now, None, 2),
+                ("old-pending", "pending", "Still to send", None, None, 3),
+            ]:
+                con.execute(
+                    "INSERT INTO outbox (id, kind, conversation_id, body, body_is_html, status, attempts, "
+                    "last_attempt_at, gladly_item_id, created_at, seq) "
+                    "VALUES (?, 'note', ?, ?, false, ?, ?, ?, ?, ?, ?)",
+                    [
+                        action_id,
+                        conversation_id,
+                        body,
+                        status,
+                        int(attempted is not None),
+                        attempted,
+                        item,
+                        now,
+                        seq,
+                    ],
+                )
+        store = Store(tmp_path, sim)
+        store.drain_until_settled()
+        assert [text for _, _, text in store.applied(conversation_id)] == [
+            "Applied before the upgrade",
+            "Still to send",
+        ]
+        states = {r["id"]: (r["status"], r["gladly_item_id"]) for r in store.rows()}
+        assert states["old-sent"] == ("sent", "item-x")
+        assert states["old-unknown"] == ("sent", applied_id)
+        assert states["old-pending"][0] == "sent"
+        assert len(store.post_requests("/notes")) == 1
