@@ -477,6 +477,17 @@ class TestEnqueue:
             True,
         )
 
+    def test_queue_commands_need_no_token(self, run, store, monkeypatch):
+        """With GLADLY_API_TOKEN unset, enqueue, outbox and context work; sync still asks for it."""
+        monkeypatch.delenv("GLADLY_API_TOKEN")
+        queued = json.loads(run("enqueue", "note", "conv-1", "--body", "hi", "--json")[1])
+        assert queued["status"] == "pending"
+        assert [r["id"] for r in json.loads(run("outbox", "list", "--json")[1])] == [queued["id"]]
+        assert run("outbox", "cancel", queued["id"])[0] == 0
+        assert json.loads(run("context", "conv-1")[1])["outbox"][0]["status"] == "cancelled"
+        code, _, err = run("sync")
+        assert code == 2 and "no API token" in err
+
     def test_dedupe_key_reused_for_another_body_exits_2(self, run, store):
         """A dedupe key reused for a different body is refused with exit 2, naming the existing row."""
         first = json.loads(run("enqueue", "note", "conv-1", "--body", "a", "--dedupe-key", "k1", "--json")[1])
