@@ -6,7 +6,7 @@ two. The same code serves any SQLAlchemy URL (PostgreSQL, when ``storage.url`` i
 differs per backend lives in this module only:
 
 - SQLite: ``journal_mode=WAL``, ``synchronous=FULL`` (a row committed ``sending`` is on disk before
-  its request leaves), ``busy_timeout`` = the lock wait, and every write transaction is
+  its request leaves), ``secure_delete``, ``busy_timeout`` = the lock wait, and every write transaction is
   ``BEGIN IMMEDIATE`` so two writers queue on the lock instead of failing on an upgrade;
 - :func:`next_seq`: a sequence where the backend has them, else SQLite's AUTOINCREMENT.
 
@@ -136,6 +136,7 @@ class OutboxDatabase:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cursor.execute("PRAGMA secure_delete=ON")  # an overwritten (erased) body leaves no bytes behind
             cursor.close()
 
         @event.listens_for(engine, "begin")

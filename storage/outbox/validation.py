@@ -12,6 +12,7 @@ note) 10,000.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,20 +42,64 @@ NOTE_MAX_CHARS = 10_000
 
 
 class ConversationSource:
-    """Where enqueue reads conversations: the snapshot when there is one, else the store (read-only)."""
+    """Where enqueue reads conversations: the snapshot when there is one, else the store (read-only).
+
+    The snapshot is kept open between enqueues (a read-only DuckDB connection on a file nobody
+    writes: the sync publishes a new file and renames it into place) and reopened when a newer one
+    was published, so an enqueue costs a query, not a DuckDB start. The store is never kept open
+    (that would hold its lock): it is opened for the one batch.
+    """
 
     def __init__(self, store: Database, snapshot_path: Path | str | None = None):
         self.store = store
-        self.snapshot = (
-            Database(snapshot_path, lock_wait_seconds=store.lock_wait_seconds) if snapshot_path else None
-        )
+        self.snapshot_path = Path(snapshot_path) if snapshot_path else None
+        self._lock = threading.Lock()
+        self._snapshot: Any = None
+        self._opened: tuple[int, int] | None = None  # (inode, mtime_ns) of the open snapshot
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
         """A read-only DuckDB connection for one batch of reads."""
-        database = self.snapshot if self.snapshot is not None and self.snapshot.path.exists() else self.store
-        with database.connect(read_only=True) as con:
-            yield con
+        identity = self._published()
+        if identity is None:
+            with self.store.connect(read_only=True) as con:
+                yield con
+            return
+        with self._lock:
+            if self._opened != identity:
+                self._open_snapshot(identity)
+            yield self._snapshot
+
+    def close(self) -> None:
+        with self._lock:
+            if self._snapshot is not None:
+                self._snapshot.close()
+            self._snapshot, self._opened = None, None
+
+    def _published(self) -> tuple[int, int] | None:
+        if self.snapshot_path is None:
+            return None
+        try:
+            stat = self.snapshot_path.stat()
+        except FileNotFoundError:
+            return None  # not published yet: the store it is
+        return stat.st_ino, stat.st_mtime_ns
+
+    def _open_snapshot(self, identity: tuple[int, int]) -> None:
+        import duckdb
+        from gladly_sync.storage.schema import check_version
+
+        if self._snapshot is not None:
+            self._snapshot.close()
+            self._snapshot = None
+        con = duckdb.connect(str(self.snapshot_path), read_only=True)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            check_version(con)
+        except BaseException:
+            con.close()
+            raise
+        self._snapshot, self._opened = con, identity
 
 
 def reply_action(con: Any, conversation_id: str, body: str | None, *, html: bool = False) -> NewAction:

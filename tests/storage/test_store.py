@@ -116,3 +116,15 @@ class TestStore:
                 store.enqueue_note("v-new", "not published yet")
         finally:
             _release(holder)
+
+    def test_a_newly_published_snapshot_is_read_at_the_next_enqueue(self, tmp_path, path):
+        """The snapshot kept open between enqueues is swapped for the next published one."""
+        snapshot = tmp_path / "data" / "gladly_read.duckdb"
+        Database(path).publish_snapshot(snapshot)
+        store = Store(path, snapshot_path=snapshot)
+        assert store.enqueue_note("v1", "first").row["status"] == "pending"
+        add_conversation(Database(path), "v-new")
+        with pytest.raises(EnqueueRejected, match="not in the local store"):
+            store.enqueue_note("v-new", "too early")
+        Database(path).publish_snapshot(snapshot)
+        assert store.enqueue_note("v-new", "now published").row["conversation_id"] == "v-new"
