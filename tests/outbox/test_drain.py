@@ -232,6 +232,36 @@ class TestSending:
         assert route.call_count == 2
         assert (summary.sent, summary.rate_limited, summary.requests) == (1, 1, 2)
 
+    def test_a_row_retried_on_429_is_restamped_while_in_flight(self, h, gladly):
+        """While the drain keeps retrying a 429, the sending row's last_attempt_at follows, so another
+        drain never takes it for a crashed one."""
+        h.client_options = {"max_retries": 0}
+        stamps = []
+
+        def third(request):
+            stamps.append(h.row(action)["last_attempt_at"])
+            return created("conversation-items/new-1")
+
+        gladly.post("/conversation-items/in-1/reply").mock(
+            side_effect=[httpx.Response(429), httpx.Response(429), third]
+        )
+        action = h.reply()
+        started = h.clock()
+        h.drain()
+        assert h.state(action) == ("sent", 1, "new-1")
+        assert stamps[0] > started and h.row(action)["status"] == "sent"
+
+    def test_a_concurrent_drains_row_in_flight_is_left_alone(self, h, gladly):
+        """A row another drain marked sending a moment ago (younger than the request timeout) is
+        neither recovered, reconciled nor sent."""
+        route = gladly.post("/conversations/conv-1/notes").mock(return_value=created("x/notes/n"))
+        action = h.note()
+        h.q.mark_sending(action, h.clock())
+        h.clock.advance(2)
+        summary = h.drain()
+        assert h.state(action) == ("sending", 1, None)
+        assert route.call_count == 0 and summary.requests == 0
+
     def test_429_until_the_deadline_leaves_it_pending_uncounted(self, h, gladly):
         """429s are retried in-process until the drain's deadline; then pending, not counted."""
         gladly.post("/conversation-items/in-1/reply").respond(429)
