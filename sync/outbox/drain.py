@@ -4,7 +4,8 @@ Gladly takes no idempotency key on replies or notes, so a blind retry would send
 second message. The drain therefore:
 
 1. marks a row ``sending`` (with ``last_attempt_at``) and commits BEFORE its request, so a crash
-   leaves evidence: rows found ``sending`` when a drain starts become ``unknown``;
+   leaves evidence: rows found ``sending`` when a drain starts, their attempt older than the
+   request timeout (``gladly.timeout_seconds``), become ``unknown``;
 2. never resends a row whose outcome is ``unknown`` before reconciling it (``reconcile``): its
    item is looked for among the conversation's items (authored by our API user's agent id only);
    found → ``sent``; not found → sent again only once ``outbox.unknown_settle`` has passed since
