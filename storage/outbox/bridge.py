@@ -120,6 +120,7 @@ def copy_into_snapshot(duck: Any, database: OutboxDatabase) -> int:
     """Replace the ``outbox`` table of a DuckDB file (a snapshot being published) with the outbox
     database's rows; returns how many."""
     from duckdb_engine import Dialect
+    from gladly_sync.storage.schema import describe
 
     with database.connect() as con:
         rows = [dict(row._mapping) for row in con.execute(select(OUTBOX).order_by(OUTBOX.c.seq))]
@@ -133,4 +134,5 @@ def copy_into_snapshot(duck: Any, database: OutboxDatabase) -> int:
         duck.execute(f"INSERT INTO outbox ({', '.join(names)}) SELECT {', '.join(names)} FROM outbox_rows")
     finally:
         duck.unregister("outbox_rows")
+    describe(duck)  # the analysts' COMMENTs (storage/tables.py) on the copy too
     return len(rows)

@@ -45,6 +45,19 @@ def _source(settings: Settings) -> Path:
     return Path(snapshot)
 
 
+def _export_outbox(settings: Settings, folder: Path, fmt: str) -> list[Any]:
+    """The outbox lives in its own database: copy it into an in-memory DuckDB and write it from there."""
+    import duckdb
+    from gladly_sync.storage.database import Database
+    from gladly_sync.storage.outbox.bridge import copy_into_snapshot, outbox_for_store
+
+    store = Database(settings.storage.path, lock_wait_seconds=settings.storage.lock_wait_seconds)
+    outbox_db = outbox_for_store(store, settings.storage.outbox_path, wait_for_store=False)
+    with duckdb.connect() as con:
+        copy_into_snapshot(con, outbox_db)
+        return export_relations(con, folder, fmt, ["outbox"])
+
+
 def run_export(
     args: argparse.Namespace,
     settings: Settings,
@@ -57,8 +70,13 @@ def run_export(
     relations = choose_relations(args.tables)
     source = _source(settings)
     db = Database(source, lock_wait_seconds=settings.storage.lock_wait_seconds)
-    with db.connect(read_only=True) as con:
-        written = export_relations(con, args.to, args.format, relations)
+    stored = [name for name in relations if name != "outbox"]
+    written = []
+    if stored:
+        with db.connect(read_only=True) as con:
+            written += export_relations(con, args.to, args.format, stored)
+    if "outbox" in relations:
+        written += _export_outbox(settings, args.to, args.format)
     log.info("export_written", source=str(source), files=len(written), format=args.format)
     if args.json:
         emit_json(

@@ -15,6 +15,7 @@ from duckdb_engine import Dialect
 from gladly_sync.storage.database import Database
 from gladly_sync.storage.outbox.bridge import outbox_for_store
 from gladly_sync.storage.outbox.schema import OUTBOX
+from gladly_sync.storage.tables import ANALYST_TABLES
 from sqlalchemy.schema import CreateTable
 
 from tests.outbox import T0, Queue, add_conversation, add_item, open_db, open_outbox
@@ -166,4 +167,8 @@ class TestSnapshotCopy:
             )
         assert rows == [(first["id"], "sent", "item-1", T0 + timedelta(seconds=1), first["seq"], "k")]
         assert types["sent_at"] == "TIMESTAMP WITH TIME ZONE" and types["seq"] == "BIGINT"
+        with duckdb.connect(str(snapshot), read_only=True) as con:
+            found = con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'outbox'")
+            (comment,) = found.fetchone()
+        assert comment == ANALYST_TABLES["outbox"].comment
         assert not store_has_outbox(db)
