@@ -77,6 +77,7 @@ def run_export(
             written += export_relations(con, args.to, args.format, stored)
     if "outbox" in relations:
         written += _export_outbox(settings, args.to, args.format)
+    written.sort(key=lambda exported: relations.index(exported.relation))
     log.info("export_written", source=str(source), files=len(written), format=args.format)
     if args.json:
         emit_json(
