@@ -22,6 +22,7 @@ import difflib
 import math
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -135,6 +136,7 @@ class Settings:
     outbox: OutboxSettings
     logging: LoggingSettings
     config_path: Path
+    warnings: tuple[str, ...] = ()  # for the operator; the CLI prints them
 
 
 # --------------------------------------------------------------------------- field parsers
@@ -589,6 +591,26 @@ def load_settings(
         outbox=OutboxSettings(**values["outbox"]),
         logging=LoggingSettings(**values["logging"]),
         config_path=config_path.resolve(),
+        warnings=_token_exposure(config_path, raw, problems.source),
+    )
+
+
+def _token_exposure(config_path: Path, raw: _Raw, source: str) -> tuple[str, ...]:
+    """A warning when the file holds a literal API token (not ``${VAR}``) that other local users
+    can read: anyone on the machine could act as the API user."""
+    value, came_from = raw["gladly"].get("api_token", (None, source))
+    if came_from != source or not isinstance(value, str) or not value.strip() or "${" in value:
+        return ()
+    try:
+        mode = stat.S_IMODE(config_path.stat().st_mode)
+    except OSError:
+        return ()
+    if not mode & 0o044:
+        return ()
+    return (
+        f"{config_path} holds a literal gladly.api_token and is readable by "
+        f"{'group and others' if mode & 0o044 == 0o044 else 'group' if mode & 0o040 else 'others'} "
+        f"(mode {mode:04o}); run `chmod 600 {config_path}` or write api_token: ${{{TOKEN_ENV}}}",
     )
 
 

@@ -7,6 +7,12 @@ retries with jittered sleeps for up to ``lock_wait_seconds``, then raises
 
 The store is created with storage version ``v1.2.0`` so that older readers (the DuckDB 1.5 CLI)
 can open it; files in DuckDB 2.0's own format are unreadable to them.
+
+Erased values and dead blocks: DuckDB overwrites a row in place, and the blocks that held its old
+version stay in the file as free space (neither ``CHECKPOINT`` nor ``VACUUM`` zeroes them), so a
+blanked email is still in the file's bytes. :meth:`Database.rebuild` writes the live rows into a
+fresh file and swaps it in; the sync calls it after an erasure, and the snapshot, a byte copy of
+the store, is clean from then on.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+from gladly_sync.storage.private import make_private, open_private, private_folder
 from gladly_sync.storage.schema import check_version, migrate
 
 from gladly_sync.errors import DatabaseLocked, NotFound
@@ -118,6 +125,8 @@ class Database:
             finally:
                 del held[key]
                 con.close()
+                if not read_only:
+                    make_private(*self._files())
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -136,22 +145,24 @@ class Database:
 
         The connection is held during the copy (only) so no writer changes the file meanwhile. Readers that
         still have the old snapshot open keep reading the old file (``os.replace`` swaps the name only).
+        The copy is ``0600``; a temp file left by a publish that crashed (its process is gone) is removed.
         """
         snapshot = Path(snapshot_path)
-        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(snapshot.parent)
+        remove_dead_temp_files(snapshot.parent, f".{snapshot.name}.", ".tmp")
         temp = snapshot.with_name(f".{snapshot.name}.{os.getpid()}.tmp")
         try:
+            os.close(open_private(temp, os.O_WRONLY | os.O_TRUNC))
             # only the copy needs the store held (no writer may change it meanwhile); the fsync and
             # the rename work on the private copy, so other writers get the file back first
             with self.connect() as con:
                 con.execute("CHECKPOINT")
-                shutil.copyfile(self.path, temp)
+                shutil.copyfile(self.path, temp)  # into the existing 0600 file: its mode stays
             if self.on_publish is not None:
                 with Database(temp, memory_limit=self.memory_limit).connect() as copy:
                     self.on_publish(copy)
                     copy.execute("CHECKPOINT")
-            with open(temp, "rb+") as handle:
-                os.fsync(handle.fileno())
+            _fsync(temp)
             stale_wal = Path(f"{snapshot}.wal")
             if stale_wal.exists():
                 stale_wal.unlink()
@@ -161,12 +172,45 @@ class Database:
                 temp.unlink()
         return snapshot
 
+    def rebuild(self) -> Path:
+        """Rewrite the store from its live rows into a fresh file and swap it in.
+
+        After it, no byte of a deleted or overwritten value is left in the store's file (nor in a
+        WAL): DuckDB keeps old versions in free blocks of the file, a fresh file has none. Tables,
+        views, comments, sequences and constraints are copied (``COPY FROM DATABASE``). The store is
+        held throughout, so its cost (proportional to the store's size; see ``bench``) is a pause for
+        other writers. A failure leaves the old file in place; a rebuild left by a crashed process
+        is removed by the next one.
+        """
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.rebuild")
+        remove_dead_temp_files(self.path.parent, f".{self.path.name}.", ".rebuild")
+        quoted = str(temp).replace("'", "''")
+        with self.connect() as con:
+            con.execute("CHECKPOINT")
+            remove_files(temp, Path(f"{temp}.wal"))
+            try:
+                options = f"STORAGE_VERSION '{STORAGE_VERSION}', ROW_GROUP_SIZE {ROW_GROUP_SIZE}"
+                con.execute(f"ATTACH '{quoted}' AS rebuilt ({options})")
+                try:
+                    con.execute(f"COPY FROM DATABASE {CATALOG} TO rebuilt")
+                finally:
+                    con.execute("DETACH rebuilt")
+                make_private(temp)
+                _fsync(temp)
+                # while the old file is still held: a process waiting for the store opens the new
+                # one (``_attach_current`` notices one that opened the old file just before)
+                os.replace(temp, self.path)
+                _fsync(self.path.parent)
+            finally:
+                remove_files(temp, Path(f"{temp}.wal"))
+        return self.path
+
     def engine(self) -> Engine:
         """A SQLAlchemy engine on the file that keeps no connection open (``NullPool``)."""
         from sqlalchemy import create_engine
         from sqlalchemy.pool import NullPool
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path.parent)
         return create_engine(
             f"duckdb:///{self.path}",
             poolclass=NullPool,
@@ -204,17 +248,34 @@ class Database:
             raise
         return con
 
+    def _attach_current(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """``_attach``, again when :meth:`rebuild` swapped the file in while it was being opened
+        (the connection would hold the old, unlinked file)."""
+        while True:
+            before = _inode(self.path)
+            con = self._attach(read_only)
+            if before is None or _inode(self.path) == before:
+                return con
+            con.close()
+
+    def _files(self) -> tuple[Path, Path, Path]:
+        """The store, its WAL and DuckDB's spill folder."""
+        return self.path, Path(f"{self.path}.wal"), Path(f"{self.path}.tmp")
+
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         if read_only:
             if not self.path.exists():
                 raise NotFound(f"no store at {self.path}: run `gladly-sync sync` first")
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(self.path.parent)
         start = self._clock()
         attempt = 0
         while True:
             try:
-                return self._attach(read_only)
+                con = self._attach_current(read_only)
+                if not read_only:
+                    make_private(*self._files())
+                return con
             except duckdb.IOException as exc:
                 message = str(exc)
                 if not _LOCK_CONFLICT.search(message):
@@ -227,3 +288,52 @@ class Database:
                 delay = self._rng.uniform(ceiling / 2, ceiling)
                 self._sleep(min(delay, max(self.lock_wait_seconds - waited, 0.0)))
                 attempt += 1
+
+
+def remove_dead_temp_files(folder: Path, prefix: str, suffix: str) -> list[Path]:
+    """Remove ``<prefix><pid><suffix>*`` files in ``folder`` whose process is gone (a crashed publish
+    or rebuild); a live process's file is its own business. Returns what was removed."""
+    removed = []
+    pattern = re.compile(re.escape(prefix) + r"(\d+)" + re.escape(suffix))
+    for path in folder.glob(f"{prefix}*{suffix}*"):
+        match = pattern.match(path.name)
+        if match and not _alive(int(match.group(1))):
+            remove_files(path)
+            removed.append(path)
+    return removed
+
+
+def remove_files(*paths: Path) -> None:
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to disk."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)

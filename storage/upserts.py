@@ -13,6 +13,9 @@ Rules that hold for every batch:
 * Export rows never overwrite a row read from the API after the job's ``endAt`` (``source_at``),
   never fields the export does not carry, and never undo a redaction. A redaction always wins.
 * A deleted (erased) customer is never brought back.
+* An erasure (a deleted profile, an item newly redacted) is noted in ``sync_state`` (stream
+  :data:`ERASURE_STREAM`) in the same transaction, until the sync has removed the erased bytes
+  from disk (``Database.rebuild``) and calls :func:`clear_erasure`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import pyarrow as pa
 from gladly_sync.storage.rows import ITEM_COLUMNS, item_json, items_select_sql, parse_timestamp
 
 Connection = duckdb.DuckDBPyConnection
+
+ERASURE_STREAM = "erasure_pending"
 
 _TYPES = {
     "str": pa.string(),
@@ -348,7 +353,47 @@ def erase_customer(con: Connection, customer_id: str, at: datetime) -> dict[str,
             [at, at, customer_id, conversation_ids],
         )
     )
+    if customers or conversations or items:
+        note_erasure(con, at)
     return {"customers": customers, "conversations": conversations, "conversation_items": items}
+
+
+def note_erasure(con: Connection, at: datetime) -> None:
+    """Values were erased in this transaction: their old bytes must leave the disk before the sync
+    ends. The first pending erasure's time is kept."""
+    con.execute(
+        """
+        INSERT INTO sync_state (stream, cursor, updated_at) VALUES (?, ?, ?)
+        ON CONFLICT (stream) DO NOTHING
+        """,
+        [ERASURE_STREAM, _cell("ts", at).isoformat(), _cell("ts", at)],
+    )
+
+
+def erasure_pending(con: Connection) -> bool:
+    """Whether an erasure has been stored whose old bytes may still be on disk."""
+    return load_cursor(con, ERASURE_STREAM) is not None
+
+
+def clear_erasure(con: Connection) -> None:
+    """The erased values are gone from disk (the store was rebuilt, the snapshot follows it)."""
+    con.execute("DELETE FROM sync_state WHERE stream = ?", [ERASURE_STREAM])
+
+
+def erased_conversation_ids(con: Connection) -> list[str]:
+    """The conversations of every erased (deleted) customer."""
+    rows = con.execute(
+        """
+        SELECT v.id FROM conversations AS v JOIN customers AS c ON c.id = v.customer_id
+        WHERE c.deleted_at IS NOT NULL ORDER BY v.id
+        """
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def redacted_item_ids(con: Connection) -> list[str]:
+    """Every item Gladly redacted."""
+    return [row[0] for row in con.execute("SELECT id FROM conversation_items WHERE redacted ORDER BY id")]
 
 
 # --------------------------------------------------------------------------- conversations
@@ -690,7 +735,21 @@ def _write_items(
                 times,
             )
         changed = _update_special_items(con, joined, values, times) if special else 0
+    if (replaced or changed) and _newly_redacted(con):
+        note_erasure(con, synced_at)
     return new + replaced + changed
+
+
+def _newly_redacted(con: Connection) -> bool:
+    """Whether this write redacted an item that was stored with its content (``item_keys`` holds the
+    ids written and their stored state)."""
+    rows = con.execute(
+        """
+        SELECT count(*) FROM item_keys AS k JOIN conversation_items AS t ON t.id = k.id
+        WHERE k.existed AND NOT k.stored_redacted AND t.redacted
+        """
+    ).fetchall()
+    return bool(rows[0][0])
 
 
 def _update_special_items(con: Connection, joined: str, values: dict[str, str], times: dict) -> int:

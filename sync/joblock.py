@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gladly_sync.storage.private import open_private, private_folder
+
 __all__ = ["JobAlreadyRunning", "job_lock", "lock_path"]
 
 
@@ -48,8 +50,8 @@ def _read_pid(handle: int) -> int | None:
 def job_lock(db_path: Path | str, job: str) -> Iterator[Path]:
     """Hold ``job``'s lock for the block, or raise ``JobAlreadyRunning`` at once (never waits)."""
     path = lock_path(db_path, job)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    private_folder(path.parent)
+    handle = open_private(path, os.O_RDWR)
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -19,6 +19,7 @@ from gladly_sync.storage.outbox.queue import (  # noqa: F401 - re-exported (queu
     STATUSES,
     EnqueueResult,
     NewAction,
+    blank_erased_actions,
     cancel_action,
     check_dedupe,
     claimed_item_ids,
@@ -53,4 +54,5 @@ __all__ = [
     "REPLYABLE_TYPES",
     "REPLY_MAX_CHARS",
     "OutboxDatabase",
+    "blank_erased_actions",
 ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -81,6 +82,25 @@ class OutboxDatabase:
         """One write transaction: committed when the block ends, rolled back on any exception."""
         with self._locked(), self.engine.connect() as con, con.begin():
             yield con
+
+    def release_erased_bytes(self) -> None:
+        """After an erasure: ``secure_delete`` zeroed what the blanking freed in the file's pages, but
+        the WAL still holds the frames written before. Copy them into the file and truncate the WAL
+        to nothing (SQLite only; a server database keeps no file of ours)."""
+        if self.path is None:
+            return
+        raw = self.engine.raw_connection()  # autocommit: a checkpoint cannot run inside a transaction
+        try:
+            for _ in range(100):
+                cursor = raw.cursor()
+                busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                cursor.close()
+                if not busy:
+                    return
+                time.sleep(0.05)  # a reader's snapshot holds the WAL for the length of a statement
+        finally:
+            raw.close()
+        raise DatabaseLocked(str(self.path), None, 5.0)
 
     def dispose(self) -> None:
         """Close the pooled connections (tests, and before a process forks)."""

@@ -36,6 +36,7 @@ with the same new key: the UNIQUE constraint on ``dedupe_key`` is the last word.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +54,7 @@ __all__ = [
     "STATUSES",
     "EnqueueResult",
     "NewAction",
+    "blank_erased_actions",
     "cancel_action",
     "check_dedupe",
     "claimed_item_ids",
@@ -447,3 +449,51 @@ def _transition(con: Connection, action_id: str, values: dict[str, Any]) -> dict
             .returning(*_COLUMNS)
         )
     )
+
+
+# --------------------------------------------------------------------------- erasure
+
+ERASED = "cancelled: the customer's profile was deleted in Gladly, and the body with it"
+_ERASE_CHUNK = 500  # ids per statement
+
+
+def blank_erased_actions(con: Connection, conversation_ids: Sequence[str], item_ids: Sequence[str]) -> int:
+    """An erasure reaches the outbox; returns the rows blanked.
+
+    Rows of ``conversation_ids`` (an erased customer's conversations), whatever their status, lose
+    their body; those not sent yet are cancelled (a ``sending`` one too: its drain still records
+    what Gladly answers, and nothing can resend it). A sent row whose Gladly item (or escalation
+    note) is one of ``item_ids`` (redacted in Gladly) loses its body too.
+    """
+    finished = OUTBOX.c.status.in_(("sent", "cancelled"))
+    blanked = 0
+    for chunk in _chunks(conversation_ids):
+        result = con.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.conversation_id.in_(chunk), or_(OUTBOX.c.body.is_not(None), ~finished))
+            .values(
+                body=None,
+                next_attempt_at=None,
+                last_error=case((finished, OUTBOX.c.last_error), else_=ERASED),
+                status=case((finished, OUTBOX.c.status), else_="cancelled"),
+            )
+            .returning(OUTBOX.c.id)
+        )
+        blanked += len(result.all())
+    for chunk in _chunks(item_ids):
+        result = con.execute(
+            update(OUTBOX)
+            .where(
+                OUTBOX.c.body.is_not(None),
+                or_(OUTBOX.c.gladly_item_id.in_(chunk), OUTBOX.c.note_item_id.in_(chunk)),
+            )
+            .values(body=None)
+            .returning(OUTBOX.c.id)
+        )
+        blanked += len(result.all())
+    return blanked
+
+
+def _chunks(ids: Sequence[str]) -> list[list[str]]:
+    unique = list(dict.fromkeys(ids))
+    return [unique[i : i + _ERASE_CHUNK] for i in range(0, len(unique), _ERASE_CHUNK)]

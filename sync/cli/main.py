@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from gladly_sync.storage import outbox
+from gladly_sync.storage.private import PRIVATE_UMASK
 from gladly_sync.sync.cli.export_files import add_arguments as add_export_arguments
 from gladly_sync.sync.cli.render import (
     PROG,
@@ -183,7 +184,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
             emit(render_sync(data))
         if args.quiet:
             for warning in data.get("warnings") or []:
-                say(f"warning: {warning}")
+                say(f"warning: {warning}", event="config_warning")
         return 0
 
     return _locked(ctx, "sync", args, work)
@@ -611,6 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json, debug = "--json" in argv, "--debug" in argv
+    os.umask(PRIVATE_UMASK)  # every file and folder we (or DuckDB, SQLite) create is ours alone
     try:
         args = build_parser().parse_args(argv)
         as_json, debug = bool(args.json), bool(args.debug)
@@ -621,6 +623,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config, require_token=getattr(args, "needs_token", True))
         register_credentials(settings.gladly.email, settings.gladly.api_token)
         _configure_logs(args, settings)
+        for warning in settings.warnings:
+            say(f"warning: {warning}", event="config_warning")
         return args.handler(args, settings)
     except SystemExit as exc:  # argparse's --help
         return exc.code if isinstance(exc.code, int) else 0

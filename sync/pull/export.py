@@ -38,6 +38,7 @@ from gladly_sync.sync.pull.coverage import (
     save_gaps,
     subtract_windows,
 )
+from gladly_sync.sync.pull.erasure import complete_erasures
 from gladly_sync.sync.pull.resolve import BATCH, WORKERS, Batch, Resolver, Tally, chunks
 from gladly_sync.sync.runs import publish_snapshot, run_job
 
@@ -452,6 +453,7 @@ def reconcile_once(ctx: Context, *, progress: Progress | None = None) -> ExportS
         finally:
             run.rows = dict(tally.rows)
             run.requests, run.rate_limited = client.requests, client.rate_limited
+        complete_erasures(ctx)  # before the snapshot: erased values must not reach it
         summary.requests, summary.rate_limited = client.requests, client.rate_limited
     publish_snapshot(ctx, run)
     summary.duration_seconds = round(time.monotonic() - started, 3)

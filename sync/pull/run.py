@@ -17,7 +17,9 @@ A run, in order:
 3. **Export pass** (``export.py``) when the store is fresh, on ``--full``/``--since``, after a
    cursor fell out of Gladly's 24 h window, or when ``reconcile_every`` has passed: backfill and
    gap repair from export jobs, then the reference lists. It counts as a reconcile pass.
-4. Publish the read snapshot.
+4. When the run applied an erasure (a deleted profile, a redacted item), remove the erased values
+   from disk: the outbox rows are blanked and the store rewritten (``erasure.py``).
+5. Publish the read snapshot.
 
 Local work is never the bottleneck: requests go out on a small thread pool and the client's pacer
 keeps them at the rate budget; the database is opened per batch, never across a request. The run's
@@ -39,6 +41,7 @@ from gladly_sync.sync.client import GladlyClient
 from gladly_sync.sync.context import Context
 from gladly_sync.sync.logs import ContextPool
 from gladly_sync.sync.pull.coverage import RECONCILE_STREAM, utc_iso
+from gladly_sync.sync.pull.erasure import complete_erasures
 from gladly_sync.sync.pull.events import CURSOR_EXPIRY, EVENTS_STREAM, FIRST_LOOKBACK, events_pass
 from gladly_sync.sync.pull.export import reconcile, refresh_references
 from gladly_sync.sync.pull.resolve import WORKERS, Resolver, Tally
@@ -167,6 +170,7 @@ def sync_once(
             tally.warnings += unknown_ingest_inboxes(ctx)
         finally:
             _fill(summary, run, tally, client, started)
+        complete_erasures(ctx)  # before the snapshot: erased values must not reach it
     publish_snapshot(ctx, run)  # after the run's record is final: the snapshot's copy says how it ended
     summary.duration_seconds = round(time.monotonic() - started, 3)
     _log_finished(log, summary)
