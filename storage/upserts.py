@@ -393,7 +393,8 @@ def erased_conversation_ids(con: Connection) -> list[str]:
 
 def redacted_item_ids(con: Connection) -> list[str]:
     """Every item Gladly redacted."""
-    return [row[0] for row in con.execute("SELECT id FROM conversation_items WHERE redacted ORDER BY id")]
+    rows = con.execute("SELECT id FROM conversation_items WHERE redacted ORDER BY id").fetchall()
+    return [row[0] for row in rows]
 
 
 # --------------------------------------------------------------------------- conversations
