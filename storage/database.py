@@ -305,10 +305,7 @@ def remove_dead_temp_files(folder: Path, prefix: str, suffix: str) -> list[Path]
 
 def remove_files(*paths: Path) -> None:
     for path in paths:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+        path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

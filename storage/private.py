@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+from contextlib import suppress
 from pathlib import Path
 
 __all__ = ["FILE_MODE", "FOLDER_MODE", "PRIVATE_UMASK", "make_private", "open_private", "private_folder"]
@@ -69,8 +70,7 @@ def make_private(*paths: Path | str) -> None:
 
 
 def _chmod(path: Path, mode: int, wanted: int) -> None:
+    # it may be removed meanwhile (a WAL checkpointed away, a spill file freed)
     if stat.S_IMODE(mode) != wanted:
-        try:
+        with suppress(FileNotFoundError):
             os.chmod(path, wanted)
-        except FileNotFoundError:
-            pass  # removed meanwhile (a WAL checkpointed away, a spill file freed)

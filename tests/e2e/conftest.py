@@ -56,6 +56,21 @@ class Cli:
             con.close()
 
 
+def run_demo(folder: Path) -> subprocess.CompletedProcess:
+    """``python -m gladly_sync demo`` in ``folder``, with no token in the environment; asserts exit 0."""
+    environ = {**os.environ, "GLADLY_API_TOKEN": "", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "gladly_sync", "demo"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environ,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
 def write_config(
     folder: Path, base_url: str, *, ingest: list[str] | None = None, escalation: str | None = None
 ) -> Path:

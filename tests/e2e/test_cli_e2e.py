@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from gladly_sync.simulator import Simulator
 from gladly_sync.storage.outbox import REPLYABLE_TYPES
 
-from tests.e2e.conftest import ROOT, Cli, write_config
+from tests.e2e.conftest import Cli, run_demo, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -178,15 +175,6 @@ class TestOperatorExperience:
 
     def test_demo_runs_offline(self, tmp_path: Path):
         """gladly-sync demo runs the whole product against the simulator and exits 0."""
-        environ = {**os.environ, "GLADLY_API_TOKEN": "", "PYTHONPATH": str(ROOT)}
-        done = subprocess.run(
-            [sys.executable, "-m", "gladly_sync", "demo"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=environ,
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        done = run_demo(tmp_path)
         assert "gladly_read.duckdb" in done.stdout
         assert (tmp_path / "gladly-sync-demo" / "gladly.duckdb").exists()

@@ -6,11 +6,7 @@ import os
 import random
 import re
 import stat
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +14,8 @@ import pytest
 from gladly_sync.simulator import Simulator
 from gladly_sync.storage.outbox import REPLYABLE_TYPES
 
-from tests.e2e.conftest import ROOT, Cli
+from tests.e2e.conftest import Cli, run_demo
+from tests.privacy import dead_pid, umask
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +36,8 @@ def new_marker() -> str:
 
 def files_holding(folder: Path, marker: str) -> list[str]:
     """Every file under ``folder`` whose bytes hold ``marker``, plain or FSST-escaped, by relative path."""
-    pattern = re.compile(b"".join(re.escape(_FSST_ESCAPE) + b"?" + re.escape(bytes([c])) for c in marker.encode()))
+    escaped = (re.escape(_FSST_ESCAPE) + b"?" + re.escape(bytes([c])) for c in marker.encode())
+    pattern = re.compile(b"".join(escaped))
     return sorted(
         str(path.relative_to(folder))
         for path in folder.rglob("*")
@@ -48,7 +46,7 @@ def files_holding(folder: Path, marker: str) -> list[str]:
 
 
 def customer_with_open_conversation(sim: Simulator) -> tuple[str, str]:
-    """(customer id, conversation id) of an open conversation where the customer wrote in a replyable channel."""
+    """(customer id, conversation id) of an open conversation with a customer message we can reply to."""
     for conv in sim.world.conversations():
         if conv["status"] == "CLOSED":
             continue
@@ -123,16 +121,6 @@ class TestErasureLeavesNoBytes:
         assert files_holding(data, queued_marker) == []
 
 
-@contextmanager
-def umask(mask: int) -> Iterator[None]:
-    """The test process's umask (inherited by the CLI processes it starts) for the block."""
-    previous = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(previous)
-
-
 def loose_modes(folder: Path) -> dict[str, str]:
     """Everything under ``folder`` (and itself) that is not 0700 (folders) or 0600 (files)."""
     found = {}
@@ -142,13 +130,6 @@ def loose_modes(folder: Path) -> dict[str, str]:
         if mode != wanted:
             found[str(path.relative_to(folder.parent))] = f"{mode:04o}"
     return found
-
-
-def dead_pid() -> int:
-    """The id of a process that has exited."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
 
 
 class TestPrivateFiles:
@@ -170,17 +151,8 @@ class TestPrivateFiles:
 
     def test_demo_folder_is_private(self, tmp_path: Path):
         """`gladly-sync demo` under a 022 umask leaves a 0700 folder of 0600 files."""
-        environ = {**os.environ, "GLADLY_API_TOKEN": "", "PYTHONPATH": str(ROOT)}
         with umask(0o022):
-            done = subprocess.run(
-                [sys.executable, "-m", "gladly_sync", "demo"],
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=300,
-                env=environ,
-            )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            done = run_demo(tmp_path)
         assert "warning" not in done.stderr
         assert loose_modes(tmp_path / "gladly-sync-demo") == {}
 
