@@ -10,6 +10,8 @@ measured figure / target / pass-fail (``bench.report``):
     export   one export job of 1,000,000 and 100,000 items: items/s and peak RSS (bench/export.py)
     drain    200 queued notes at a 10 POST/s limit: actions/s                  (bench/drain.py)
     enqueue  `enqueue note --json` latency while the daemon runs a big export  (bench/enqueue.py)
+    erasure  a profile deletion in a 1,000,000-item store: the store rewrite's seconds per GB
+                                                                               (bench/erasure.py)
 
 The targets are SPEC.md's Performance section.
 """

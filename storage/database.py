@@ -172,29 +172,27 @@ class Database:
                 temp.unlink()
         return snapshot
 
-    def rebuild(self) -> Path:
+    def rebuild(self, finish: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> Path:
         """Rewrite the store from its live rows into a fresh file and swap it in.
 
         After it, no byte of a deleted or overwritten value is left in the store's file (nor in a
         WAL): DuckDB keeps old versions in free blocks of the file, a fresh file has none. Tables,
-        views, comments, sequences and constraints are copied (``COPY FROM DATABASE``). The store is
-        held throughout, so its cost (proportional to the store's size; see ``bench``) is a pause for
-        other writers. A failure leaves the old file in place; a rebuild left by a crashed process
-        is removed by the next one.
+        views, comments, sequences and constraints are copied (``COPY FROM DATABASE``); ``finish``
+        then runs on the new file alone (it is in USE), before the swap, e.g. to clear the note
+        that asked for the rebuild. The store is held throughout, so the cost (proportional to the
+        store's size; see ``bench``) is a pause for other writers. A failure or a crash leaves the
+        old file in place; a rebuild left by a crashed process is removed by the next one.
+
+        Called inside a ``connect()`` block, the connection held is on the old file afterwards:
+        end the block without writing.
         """
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.rebuild")
         remove_dead_temp_files(self.path.parent, f".{self.path.name}.", ".rebuild")
-        quoted = str(temp).replace("'", "''")
         with self.connect() as con:
             con.execute("CHECKPOINT")
             remove_files(temp, Path(f"{temp}.wal"))
             try:
-                options = f"STORAGE_VERSION '{STORAGE_VERSION}', ROW_GROUP_SIZE {ROW_GROUP_SIZE}"
-                con.execute(f"ATTACH '{quoted}' AS rebuilt ({options})")
-                try:
-                    con.execute(f"COPY FROM DATABASE {CATALOG} TO rebuilt")
-                finally:
-                    con.execute("DETACH rebuilt")
+                self._copy_live_rows(con, temp, finish)
                 make_private(temp)
                 _fsync(temp)
                 # while the old file is still held: a process waiting for the store opens the new
@@ -204,6 +202,26 @@ class Database:
             finally:
                 remove_files(temp, Path(f"{temp}.wal"))
         return self.path
+
+    @staticmethod
+    def _copy_live_rows(
+        con: duckdb.DuckDBPyConnection,
+        target: Path,
+        finish: Callable[[duckdb.DuckDBPyConnection], None] | None,
+    ) -> None:
+        quoted = str(target).replace("'", "''")
+        options = f"STORAGE_VERSION '{STORAGE_VERSION}', ROW_GROUP_SIZE {ROW_GROUP_SIZE}"
+        con.execute(f"ATTACH '{quoted}' AS rebuilt ({options})")
+        try:
+            con.execute(f"COPY FROM DATABASE {CATALOG} TO rebuilt")
+            if finish is not None:
+                con.execute("USE rebuilt")
+                try:
+                    finish(con)
+                finally:
+                    con.execute(f"USE {CATALOG}")
+        finally:
+            con.execute("DETACH rebuilt")
 
     def engine(self) -> Engine:
         """A SQLAlchemy engine on the file that keeps no connection open (``NullPool``)."""
