@@ -112,6 +112,28 @@ class TestRebuild:
         done = subprocess.run([sys.executable, "-c", code, str(db.path)], capture_output=True, text=True)
         assert done.stdout.strip() == "[('Bea',)]", done.stderr
 
+    def test_a_store_swapped_while_opening_is_opened_again(self, db, tmp_path, monkeypatch):
+        """A process that opened the old file just as a rebuild swapped the new one in (and got the
+        old file's lock when the rebuild let go) notices and opens the new file instead."""
+        with db.transaction() as con:
+            upserts.upsert_customers(con, [_customer_row("Old")])
+        newer = Database(tmp_path / "newer.duckdb")
+        with newer.transaction() as con:
+            upserts.upsert_customers(con, [_customer_row("New")])
+        real_attach, calls = Database._attach, []
+
+        def attach_then_swap(self, read_only):
+            con = real_attach(self, read_only)
+            if not calls:
+                os.replace(newer.path, db.path)  # the rebuild's swap, right after our open
+            calls.append(read_only)
+            return con
+
+        monkeypatch.setattr(Database, "_attach", attach_then_swap)
+        with db.connect(read_only=True) as con:
+            assert table(con, "customers", "name") == [("New",)]
+        assert calls == [True, True]
+
 
 class TestErasureNote:
     def test_a_deleted_profile_is_noted(self, con):
