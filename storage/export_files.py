@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+from gladly_sync.storage.private import private_folder
 from gladly_sync.storage.tables import ANALYST_TABLES, ANALYST_VIEWS
 
 from gladly_sync.errors import NotFound, UsageError
@@ -77,14 +78,7 @@ def _require(con: duckdb.DuckDBPyConnection, relations: Sequence[str]) -> None:
 
 def _private_folder(folder: Path) -> None:
     """Create ``folder`` (and missing parents) 0700; an existing folder is left as it is."""
-    missing = []
-    for parent in (folder, *folder.parents):
-        if parent.exists():
-            break
-        missing.append(parent)
-    for path in reversed(missing):
-        path.mkdir(mode=0o700)
-        os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    private_folder(folder)
     if not folder.is_dir():
         raise UsageError(f"--to {folder} is not a folder")
 

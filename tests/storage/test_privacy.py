@@ -158,7 +158,7 @@ class TestErasureNote:
         ("first", "second", "noted"),
         [
             ("hello", "", True),  # stored with content, now redacted
-            ("", "", False),  # already stored redacted
+            ("", "", False),  # empty when first seen: not a redaction
             ("hello", "hello again", False),  # an edit is not an erasure
             (None, None, False),  # new only
         ],
@@ -175,7 +175,8 @@ class TestErasureNote:
         """The outbox blanking reads the erased customers' conversations and the redacted items."""
         upserts.upsert_customers(con, [_customer_row("Ann")])
         upserts.upsert_conversations(con, [_conversation_row()])
-        upserts.upsert_items(con, [_redactable("")], source_at=T0, synced_at=T0)
+        for text in ("hello", ""):  # stored with its body, then read back redacted
+            upserts.upsert_items(con, [_redactable(text)], source_at=T0, synced_at=T0)
         assert upserts.redacted_item_ids(con) == ["i1"]
         assert upserts.erased_conversation_ids(con) == []
         upserts.erase_customer(con, "c1", T1)
