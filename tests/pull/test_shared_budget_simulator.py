@@ -37,7 +37,7 @@ class TestOneBudgetPerProcess:
             settings = load_settings(config, environ={})
             ctx = Context.from_settings(settings)
             sync_once(ctx)
-            store = Store(settings.storage.path, escalation_inbox=settings.inboxes.escalation)
+            store = Store.from_config(config)  # the outbox the daemon's drain reads
             conversations = [c["id"] for c in world.conversations()]
             for conversation_id in conversations[:12]:
                 store.enqueue_escalation(conversation_id)
