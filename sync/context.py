@@ -45,16 +45,14 @@ class Context:
     outbox_db: OutboxDatabase | None = None  # None: the one at settings.storage.outbox_path
 
     def __post_init__(self) -> None:
-        if self.outbox_db is None:
-            self.outbox_db = outbox_for_store(self.db, self.settings.storage.outbox_path)
-        if self.db.on_publish is None:
-            outbox_db = self.outbox_db
-            self.db.on_publish = lambda con: copy_into_snapshot(con, outbox_db)
+        if self.db is not None and self.db.on_publish is None:
+            self.db.on_publish = lambda con: copy_into_snapshot(con, self.outbox)
 
     @property
     def outbox(self) -> OutboxDatabase:
         """The outbox database (its own transactions; never the store's lock)."""
-        assert self.outbox_db is not None
+        if self.outbox_db is None:
+            self.outbox_db = outbox_for_store(self.db, self.settings.storage.outbox_path)
         return self.outbox_db
 
     @classmethod
