@@ -62,7 +62,7 @@ class TestErasureLeavesNoBytes:
     def test_profile_deletion(self, sim: Simulator, cli: Cli):
         """After the sync that applies a profile deletion, the customer's profile and messages are in
         no file under the data folder: store, snapshot, WAL, anything else."""
-        data = cli.db_path.parent
+        data = cli.config.parent  # every folder the product writes (store/, data/)
         cli.ok("sync", "--full")
         customer_id, conversation_id = customer_with_open_conversation(sim)
         marker = new_marker()
@@ -82,7 +82,7 @@ class TestErasureLeavesNoBytes:
     def test_item_redaction(self, sim: Simulator, cli: Cli, discovered_by: str):
         """After the sync that applies an item redaction (seen when the conversation is read again,
         or in an export job), the message's text is in no file under the data folder."""
-        data = cli.db_path.parent
+        data = cli.config.parent  # every folder the product writes (store/, data/)
         cli.ok("sync", "--full")
         _, conversation_id = customer_with_open_conversation(sim)
         marker = new_marker()
@@ -103,8 +103,9 @@ class TestErasureLeavesNoBytes:
 
     def test_erased_customers_outbox_rows(self, sim: Simulator, cli: Cli):
         """The deletion also blanks the customer's outbox rows: a sent reply keeps its row without
-        the body, a queued note is cancelled without it, and neither body is left in any file."""
-        data = cli.db_path.parent
+        the body, a queued note is cancelled without it, and neither body is left in any file (the
+        store, the snapshot's outbox copy, the outbox database and its -wal/-shm)."""
+        data = cli.config.parent  # the store's folder and the outbox database's (data/)
         cli.ok("sync", "--full")
         customer_id, conversation_id = customer_with_open_conversation(sim)
         sent_marker, queued_marker = new_marker(), new_marker()
@@ -147,7 +148,10 @@ class TestPrivateFiles:
             cli.ok("sync")
         created = {path.name for path in data.iterdir()}
         assert {"gladly.duckdb", "gladly_read.duckdb", "gladly.duckdb.sync.lock"} <= created
+        outbox_folder = cli.config.parent / "data"
+        assert "gladly_outbox.sqlite" in {path.name for path in outbox_folder.iterdir()}
         assert loose_modes(data) == {}
+        assert loose_modes(outbox_folder) == {}
 
     def test_demo_folder_is_private(self, tmp_path: Path):
         """`gladly-sync demo` under a 022 umask leaves a 0700 folder of 0600 files."""
