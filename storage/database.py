@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import duckdb
 from gladly_sync.storage.schema import check_version, migrate
 
-from gladly_sync.errors import DatabaseLocked, NotFound
+from gladly_sync.errors import DatabaseLocked, NotSynced
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -200,7 +200,7 @@ class Database:
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         if read_only:
             if not self.path.exists():
-                raise NotFound(f"no store at {self.path}: run `gladly-sync sync` first")
+                raise NotSynced(f"no store at {self.path}: run `gladly-sync sync` first")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         start = self._clock()
