@@ -9,6 +9,8 @@
     │                                    (the next run carries on where this one stopped)
     ├── StorageError
     │   ├── NotFound                     no such local record     exit 2
+    │   │   │  (an unknown conversation or outbox action, for every command)
+    │   │   └── NotSynced                no store / snapshot yet  exit 1
     │   └── DatabaseLocked               lock held too long       exit 4
     └── GladlyError                      talking to Gladly        exit 1
         ├── TransientError               retry later (a GET/PATCH is retried by the client)
@@ -45,6 +47,7 @@ __all__ = [
     "NetworkError",
     "NeverSent",
     "NotFound",
+    "NotSynced",
     "PermissionDenied",
     "RateLimited",
     "Rejected",
@@ -106,6 +109,12 @@ class NotFound(StorageError):
     """A local record (conversation, outbox row) does not exist (exit 2, like every unknown id)."""
 
     exit_code = 2
+
+
+class NotSynced(NotFound):
+    """The store or its snapshot is not there yet (or predates a migration): run ``sync`` first (exit 1)."""
+
+    exit_code = 1
 
 
 class DatabaseLocked(StorageError):

@@ -32,7 +32,7 @@ import duckdb
 from gladly_sync.storage.private import make_private, open_private, private_folder
 from gladly_sync.storage.schema import check_version, migrate
 
-from gladly_sync.errors import DatabaseLocked, NotFound
+from gladly_sync.errors import DatabaseLocked, NotSynced
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -283,7 +283,7 @@ class Database:
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         if read_only:
             if not self.path.exists():
-                raise NotFound(f"no store at {self.path}: run `gladly-sync sync` first")
+                raise NotSynced(f"no store at {self.path}: run `gladly-sync sync` first")
         else:
             private_folder(self.path.parent)
         start = self._clock()

@@ -18,7 +18,7 @@ import duckdb
 from gladly_sync.storage.private import private_folder
 from gladly_sync.storage.tables import ANALYST_TABLES, ANALYST_VIEWS
 
-from gladly_sync.errors import NotFound, UsageError
+from gladly_sync.errors import NotSynced, UsageError
 
 FORMATS = ("parquet", "csv")
 RELATIONS = (*ANALYST_TABLES, *ANALYST_VIEWS)
@@ -70,7 +70,7 @@ def _require(con: duckdb.DuckDBPyConnection, relations: Sequence[str]) -> None:
     }
     missing = [name for name in relations if name not in present]
     if missing:
-        raise NotFound(
+        raise NotSynced(
             f"the store has no {', '.join(missing)}: it was written by an older gladly-sync; "
             "run `gladly-sync sync` once to migrate it (and publish a new snapshot)"
         )

@@ -16,7 +16,7 @@ import structlog
 from gladly_sync.storage.export_files import FORMATS, RELATIONS, choose_relations, export_relations
 
 from gladly_sync.config import Settings
-from gladly_sync.errors import NotFound
+from gladly_sync.errors import NotSynced
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +38,7 @@ def _source(settings: Settings) -> Path:
     if snapshot is None:
         return Path(settings.storage.path)
     if not Path(snapshot).exists():
-        raise NotFound(
+        raise NotSynced(
             f"no read snapshot at {snapshot} yet: run `gladly-sync sync` first "
             "(export reads the snapshot when storage.snapshot_path is set)"
         )
