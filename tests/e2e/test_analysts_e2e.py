@@ -9,7 +9,7 @@ import stat
 import duckdb
 import pytest
 
-from gladly_sync.errors import NotFound
+from gladly_sync.errors import NotSynced
 from tests.e2e.conftest import Cli
 
 pytestmark = pytest.mark.e2e
@@ -91,9 +91,9 @@ class TestExport:
         assert not (tmp_path / "out").exists()
 
     def test_export_before_the_first_sync_says_what_to_do(self, cli: Cli, tmp_path):
-        """With a snapshot configured but not published yet, export fails (NotFound's exit code) and
-        says to sync first."""
+        """With a snapshot configured but not published yet, export fails (NotSynced, exit 1: not an
+        unknown id) and says to sync first."""
         done = cli("export", "--format", "parquet", "--to", str(tmp_path / "out"), "--json")
-        assert done.returncode == NotFound.exit_code
+        assert done.returncode == NotSynced.exit_code == 1
         assert "run `gladly-sync sync` first" in done.stderr + done.stdout
         assert json.dumps(done.stdout).count("conversation_metrics") == 0
