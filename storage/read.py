@@ -151,7 +151,9 @@ def status_report(
             "age_seconds": _cursor_age(updated_at, now),
         }
         for stream, cursor, updated_at in con.execute(
-            "SELECT stream, cursor, updated_at FROM sync_state ORDER BY stream"
+            # the erasure note is not a cursor (upserts.ERASURE_STREAM)
+            "SELECT stream, cursor, updated_at FROM sync_state "
+            "WHERE stream <> 'erasure_pending' ORDER BY stream"
         ).fetchall()
         if stream not in NOT_CURSORS
     }
