@@ -15,10 +15,19 @@ from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# The DuckDB versions by name, for a backend that runs one of them on a DuckDB of its own.
+_PORTABLE: dict[str, Callable[..., Any]] = {}
+
+
+def duckdb_version(name: str) -> Callable[..., Any]:
+    """The ``@dialect_specific`` function ``name`` as written for DuckDB (not dispatched)."""
+    return _PORTABLE[name]
+
 
 def dialect_specific(function: F) -> F:
     """Let the connection's backend replace ``function`` (looked up by name)."""
     name = function.__name__
+    _PORTABLE[name] = function
 
     @functools.wraps(function)
     def dispatch(con: Any, *args: Any, **kwargs: Any) -> Any:
@@ -26,5 +35,4 @@ def dialect_specific(function: F) -> F:
         chosen = implementations.get(name, function) if implementations else function
         return chosen(con, *args, **kwargs)
 
-    dispatch.portable = function  # type: ignore[attr-defined]
     return dispatch  # type: ignore[return-value]

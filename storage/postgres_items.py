@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+from gladly_sync.storage.dialect import duckdb_version
 from gladly_sync.storage.rows import ITEM_COLUMNS, item_json, items_select_sql
 
 if TYPE_CHECKING:
@@ -175,10 +176,8 @@ def upsert_export_items(
 
 def export_file_conversation_ids(con: PgConnection, ndjson_path: Path | str) -> list[str]:
     """Read by DuckDB, as on the embedded store (the file is local either way)."""
-    from gladly_sync.storage import upserts
-
     with _parser() as duck:
-        return upserts.export_file_conversation_ids.portable(duck, ndjson_path)  # type: ignore[attr-defined]
+        return duckdb_version("export_file_conversation_ids")(duck, ndjson_path)
 
 
 IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
