@@ -6,7 +6,8 @@ unless it redacts it; an export keeps an item's ``deleted_at``). The work is spl
 
 1. an in-memory DuckDB turns the JSON (an API batch, or an export part read by
    ``read_ndjson_objects``) into item rows with the same ``items_select_sql`` the DuckDB store uses,
-   keeps each id's last version, and writes them as CSV to a private temp file;
+   keeps each id's last version, and writes them as CSV into a private temp folder (0700, removed
+   at once; DuckDB's spill files go there too, never into the working directory);
 2. the CSV is COPYed into a PostgreSQL temp table, and one ``INSERT ... ON CONFLICT (id) DO UPDATE``
    applies the rules.
 
@@ -15,7 +16,6 @@ These replace their DuckDB versions through ``storage/dialect.py`` (``IMPLEMENTA
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,36 +43,38 @@ def _sql_string(text: str) -> str:
 
 
 @contextmanager
-def _parser() -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB that only parses (a small buffer pool; UTC times)."""
-    duck = duckdb.connect(config={"memory_limit": "200MB", "autoinstall_known_extensions": False})
-    try:
-        duck.execute("SET TimeZone = 'UTC'")
-        yield duck
-    finally:
-        duck.close()
-
-
-@contextmanager
-def _csv_of_items(duck: duckdb.DuckDBPyConnection, source: str) -> Iterator[Path]:
-    """The item rows of ``source`` (``raw`` + ``ord``), each id's last version, as a private CSV."""
-    handle, name = tempfile.mkstemp(prefix="gladly-items-", suffix=".csv")  # 0600
-    os.close(handle)
-    path = Path(name)
-    try:
-        columns = ", ".join(f"raw::VARCHAR AS raw" if c == "raw" else c for c in STAGED)
-        duck.execute(
-            f"""
-            COPY (
-                SELECT {columns} FROM ({items_select_sql(source)})
-                WHERE id IS NOT NULL
-                QUALIFY row_number() OVER (PARTITION BY id ORDER BY ord DESC) = 1
-            ) TO {_sql_string(str(path))} (FORMAT csv, HEADER false)
-            """
+def _parser() -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
+    """An in-memory DuckDB that only parses (a small buffer pool; UTC times), and a private folder
+    (0700, removed on exit) for its spill files and the CSV it writes."""
+    with tempfile.TemporaryDirectory(prefix="gladly-items-") as folder:
+        duck = duckdb.connect(
+            config={
+                "memory_limit": "200MB",
+                "temp_directory": str(Path(folder) / "spill"),
+                "autoinstall_known_extensions": False,
+            }
         )
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
+        try:
+            duck.execute("SET TimeZone = 'UTC'")
+            yield duck, Path(folder)
+        finally:
+            duck.close()
+
+
+def _csv_of_items(duck: duckdb.DuckDBPyConnection, folder: Path, source: str) -> Path:
+    """The item rows of ``source`` (``raw`` + ``ord``), each id's last version, as CSV in ``folder``."""
+    path = folder / "items.csv"
+    columns = ", ".join("raw::VARCHAR AS raw" if c == "raw" else c for c in STAGED)
+    duck.execute(
+        f"""
+        COPY (
+            SELECT {columns} FROM ({items_select_sql(source)})
+            WHERE id IS NOT NULL
+            QUALIFY row_number() OVER (PARTITION BY id ORDER BY ord DESC) = 1
+        ) TO {_sql_string(str(path))} (FORMAT csv, HEADER false)
+        """
+    )
+    return path
 
 
 def _stage(con: PgConnection, csv_path: Path) -> None:
@@ -138,10 +140,9 @@ def upsert_items(
             "ord": pa.array(range(len(items)), pa.int64()),
         }
     )
-    with _parser() as duck:
+    with _parser() as (duck, folder):
         duck.register("stage_item_json", table)
-        with _csv_of_items(duck, "stage_item_json") as csv_path:
-            _stage(con, csv_path)
+        _stage(con, _csv_of_items(duck, folder, "stage_item_json"))
     try:
         written = _merge(con, export=False, source_at=source_at, synced_at=synced_at)
         if complete_conversation_id is not None:
@@ -166,8 +167,8 @@ def upsert_export_items(
         f"(SELECT json AS raw, ordinality AS ord "
         f"FROM read_ndjson_objects({_sql_string(str(ndjson_path))}) WITH ORDINALITY)"
     )
-    with _parser() as duck, _csv_of_items(duck, source) as csv_path:
-        _stage(con, csv_path)
+    with _parser() as (duck, folder):
+        _stage(con, _csv_of_items(duck, folder, source))
     try:
         return _merge(con, export=True, source_at=job_end_at, synced_at=synced_at)
     finally:
@@ -176,7 +177,7 @@ def upsert_export_items(
 
 def export_file_conversation_ids(con: PgConnection, ndjson_path: Path | str) -> list[str]:
     """Read by DuckDB, as on the embedded store (the file is local either way)."""
-    with _parser() as duck:
+    with _parser() as (duck, _folder):
         return duckdb_version("export_file_conversation_ids")(duck, ndjson_path)
 
 
