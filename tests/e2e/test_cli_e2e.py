@@ -101,6 +101,7 @@ class TestSync:
         assert cli.query("SELECT count(*) FROM conversations WHERE id = ?", outside[0]) == [(0,)]
 
 
+@both_backends
 class TestOutbox:
     def test_reply_note_and_escalation_are_delivered_once(self, sim: Simulator, cli: Cli):
         """Queued actions land in Gladly exactly once, and the escalation moves the conversation."""

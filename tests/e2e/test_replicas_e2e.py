@@ -35,11 +35,30 @@ def wait_until(condition, timeout: float, what: str):  # type: ignore[no-untyped
     raise AssertionError(f"{what} did not happen within {timeout}s")
 
 
-def sync_runs(cli: Cli) -> list[tuple[str, int, datetime, datetime | None, str]]:
+def sync_runs(cli: Cli, job: str = "sync") -> list[tuple[str, int, datetime, datetime | None, str]]:
     return cli.query(
         "SELECT run_id, pid, started_at, finished_at, status FROM sync_runs "
-        "WHERE job = 'sync' AND status <> 'skipped' ORDER BY started_at"
+        "WHERE job = ? AND status <> 'skipped' ORDER BY started_at",
+        job,
     )
+
+
+def assert_no_overlap(runs, killed_pid: int, killed_at: datetime) -> None:  # type: ignore[no-untyped-def]
+    """A run's span is [started_at, finished_at]; a run of the killed process ended when it was
+    killed; a run still going now ends now."""
+    now = datetime.now(UTC)
+    spans = sorted((r[2], r[3] or (killed_at if r[1] == killed_pid else now)) for r in runs)
+    for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False):
+        assert next_start >= end, f"two runs of one job overlapped: {spans}"
+
+
+def enqueue_notes(cli: Cli, conversations: list[str], tag: str) -> dict[str, str]:
+    """One note per conversation; returns {outbox id: body}."""
+    queued = {}
+    for n, conv_id in enumerate(conversations):
+        body = f"{tag} note {n}"
+        queued[cli.json("enqueue", "note", conv_id, "--body", body)["id"]] = body
+    return queued
 
 
 def stop(process: subprocess.Popen) -> str:
@@ -52,12 +71,14 @@ def stop(process: subprocess.Popen) -> str:
 @pytest.mark.parametrize("backend", ["postgres"])
 class TestReplicas:
     def test_the_sync_holder_dies_and_the_other_replica_takes_over(self, sim: Simulator, cli: Cli):
-        """Two daemons on one store: sync runs on one at a time; when its holder is killed (-9), the
-        other runs it within about one interval and stores the new messages; no two syncs overlap."""
+        """Two daemons on one store: each job runs on one at a time; when the sync's holder is killed
+        (-9), the other runs it within about one interval and stores the new messages, draining goes
+        on, every queued note reaches Gladly exactly once, and no two runs of a job overlap."""
         cli.ok("sync", "--full")
         conversations = open_conversations(sim)
         for conv_id in conversations[:6]:  # a sync slow enough (~13 requests at 6/s) to be caught in
             sim.world.new_message(conv_id, text="Any news?")
+        queued = enqueue_notes(cli, conversations[:4], "before")
         replicas = [start(cli, "run", env=REPLICA) for _ in range(2)]
         by_pid = {p.pid: p for p in replicas}
         try:
@@ -72,20 +93,33 @@ class TestReplicas:
             holder.communicate(timeout=30)
             killed_at = datetime.now(UTC)
             item_id = sim.world.new_message(conversations[6], text="Still waiting")
+            queued.update(enqueue_notes(cli, conversations[4:8], "after"))
             wait_until(
                 lambda: cli.query("SELECT 1 FROM conversation_items WHERE id = ?", item_id),
                 SYNC_EVERY + 30,
                 "the surviving replica's sync of the new message",
             )
-            runs = sync_runs(cli)
+            wait_until(
+                lambda: all(row["status"] == "sent" for row in cli.json("outbox", "list")),
+                60,
+                "every queued note sent",
+            )
+            runs, drains = sync_runs(cli), sync_runs(cli, "drain")
             killed = [r for r in runs if r[0] == running[-1][0]]
             assert killed[0][4] == "running", "the holder was killed in the middle of its sync"
             taken_over = [r for r in runs if r[1] == survivor.pid and r[2] > killed_at]
             assert taken_over and (taken_over[0][2] - killed_at).total_seconds() <= SYNC_EVERY + 10
         finally:
             output = "".join(stop(p) for p in replicas if p.returncode is None)
-        # a run's span is [started_at, finished_at]; the killed run ended when it was killed
-        spans = sorted((r[2], r[3] or killed_at) for r in runs if r[4] != "running" or r[1] == holder.pid)
-        for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False):
-            assert next_start >= end, f"two sync runs overlapped: {spans}"
+        assert_no_overlap(runs, holder.pid, killed_at)
+        assert_no_overlap(drains, holder.pid, killed_at)
+        posted = [r.body.decode() for r in sim.requests if r.method == "POST" and r.path.endswith("/notes")]
+        for body in queued.values():
+            assert sum(body in sent for sent in posted) == 1, f"{body!r} was POSTed {posted}"
+        notes = [
+            n["content"]["body"]
+            for conv_id in conversations[:8]
+            for n in sim.world.items_by_agent(conv_id, content_type="CONVERSATION_NOTE")
+        ]
+        assert sorted(n for n in notes if "note" in n) == sorted(queued.values())
         assert cli.token not in output
