@@ -34,3 +34,25 @@ class TestCluster:
         assert not cluster.folder.exists()
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(url, connect_timeout=2)
+
+
+class TestUnavailable:
+    def test_ci_fails_instead_of_skipping(self, monkeypatch):
+        """With CI=true a missing PostgreSQL fails the test; elsewhere it skips, saying why."""
+        from tests.conftest import _unavailable
+
+        monkeypatch.setenv("CI", "true")
+        with pytest.raises(pytest.fail.Exception, match="required in CI.*no initdb"):
+            _unavailable("no initdb")
+        monkeypatch.delenv("CI")
+        with pytest.raises(pytest.skip.Exception, match="PostgreSQL unavailable: no initdb"):
+            _unavailable("no initdb")
+
+    def test_missing_binaries_are_named(self, monkeypatch):
+        """A machine without initdb gets ClusterUnavailable naming the binary and what to install."""
+        import tests.pg as pg
+
+        monkeypatch.setattr(pg.shutil, "which", lambda name: None)
+        monkeypatch.setattr(pg, "_BIN_DIRS", ("/nonexistent",))
+        with pytest.raises(pg.ClusterUnavailable, match="initdb not found.*install postgresql"):
+            pg._binary("initdb")
