@@ -15,9 +15,11 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -44,6 +46,24 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _stop_on_sigterm(cluster: PostgresCluster) -> None:
+    """A test run ended by SIGTERM (a timeout, CI's cleanup) runs no fixture finalizer or atexit
+    hook: stop the cluster first, then let the signal do what it did before."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: object) -> None:
+        cluster.stop()
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 class PostgresCluster:
@@ -79,6 +99,7 @@ class PostgresCluster:
         self._run(pg_ctl, "-D", str(self.data), "-o", options, "-l", str(log), "-w", "-t", "60", "start")
         self.running = True
         atexit.register(self.stop)
+        _stop_on_sigterm(self)
         return self
 
     def stop(self) -> None:
