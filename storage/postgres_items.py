@@ -35,6 +35,23 @@ if TYPE_CHECKING:
 # content is generated from raw in the store: never written
 STAGED = tuple(c for c in ITEM_COLUMNS if c != "content")
 BODY = ("text", "redacted", "raw")
+# As in upserts: redacted when Gladly says so (a deleted recording), or when a version stored with a
+# body (text or attachments, not redacted) comes back emptied.
+_ATTACHMENTS = "stored.raw -> 'content' -> 'attachments'"
+REDACTED = (
+    "(s.redacted OR (s.emptied AND coalesce(NOT stored.redacted AND (stored.text IS NOT NULL OR "
+    f"CASE WHEN json_typeof({_ATTACHMENTS}) = 'array' THEN json_array_length({_ATTACHMENTS}) ELSE 0 END"
+    " > 0), false)))"
+)
+# As in upserts: the API path never writes an item again when the item, its conversation or the
+# stored item belongs to an erased customer.
+NOT_ERASED = """NOT EXISTS (
+    SELECT 1 FROM customers AS e WHERE e.deleted_at IS NOT NULL AND (
+        e.id = s.customer_id
+        OR e.id IN (SELECT customer_id FROM conversations WHERE id = s.conversation_id)
+        OR e.id = stored.customer_id
+    )
+)"""
 COPY_CHUNK = 1 << 20
 
 
@@ -64,7 +81,7 @@ def _parser() -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
 def _csv_of_items(duck: duckdb.DuckDBPyConnection, folder: Path, source: str) -> Path:
     """The item rows of ``source`` (``raw`` + ``ord``), each id's last version, as CSV in ``folder``."""
     path = folder / "items.csv"
-    columns = ", ".join("raw::VARCHAR AS raw" if c == "raw" else c for c in STAGED)
+    columns = ", ".join("raw::VARCHAR AS raw" if c == "raw" else c for c in (*STAGED, "emptied"))
     duck.execute(
         f"""
         COPY (
@@ -84,9 +101,10 @@ def _stage(con: PgConnection, csv_path: Path) -> None:
     cursor.execute(
         "CREATE TEMP TABLE item_stage (id text, conversation_id text, customer_id text, session_id text, "
         "timestamp timestamptz, content_type text, initiator_type text, initiator_id text, "
-        "responder_type text, responder_id text, text text, redacted boolean, raw json)"
+        "responder_type text, responder_id text, text text, redacted boolean, raw json, emptied boolean)"
     )
-    with cursor.copy(f"COPY item_stage ({', '.join(STAGED)}) FROM STDIN (FORMAT csv)") as copy, open(
+    columns = ", ".join((*STAGED, "emptied"))
+    with cursor.copy(f"COPY item_stage ({columns}) FROM STDIN (FORMAT csv)") as copy, open(
         csv_path, "rb"
     ) as source:
         while chunk := source.read(COPY_CHUNK):
@@ -110,13 +128,16 @@ def _merge(con: PgConnection, *, export: bool, source_at: datetime, synced_at: d
             "WHERE s.conversation_id NOT IN (SELECT conversation_id FROM scope_exclusions)"
         )
     else:
-        customer, scope = "s.customer_id", ""
-    values = [customer if c == "customer_id" else f"s.{c}" for c in STAGED]
+        customer, scope = "s.customer_id", f"WHERE {NOT_ERASED}"
+    values = [
+        customer if c == "customer_id" else REDACTED if c == "redacted" else f"s.{c}" for c in STAGED
+    ]
     cursor = con.raw.cursor()
     cursor.execute(
         f"""
         INSERT INTO conversation_items AS t ({", ".join(STAGED)}, deleted_at, synced_at, source_at)
-        SELECT {", ".join(values)}, NULL, %(synced_at)s, %(source_at)s FROM item_stage AS s {scope}
+        SELECT {", ".join(values)}, NULL, %(synced_at)s, %(source_at)s
+        FROM item_stage AS s LEFT JOIN conversation_items AS stored ON stored.id = s.id {scope}
         ON CONFLICT (id) DO UPDATE SET {", ".join(assignments)}
         WHERE NOT {stale} OR (excluded.redacted AND NOT t.redacted)
         """,

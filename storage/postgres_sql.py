@@ -218,6 +218,22 @@ def store_location(con: PgConnection) -> str:
     return con.where
 
 
+def catalog(con: PgConnection) -> tuple[set[str], dict[str, set[str]]]:
+    """The views, and every table's and view's columns, of the schema first on the search path."""
+    views = {
+        row[0]
+        for row in con.execute(
+            "SELECT table_name FROM information_schema.views WHERE table_schema = current_schema()"
+        ).fetchall()
+    }
+    columns: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+    ).fetchall():
+        columns.setdefault(table, set()).add(column)
+    return views, columns
+
+
 def require_store(con: PgConnection) -> int:
     """For read-only use: the store must exist and not be newer than this gladly-sync."""
     if stored_version(con) == 0:
@@ -242,4 +258,5 @@ IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
     "_create": create_tables,
     "stored_version": stored_version,
     "store_location": store_location,
+    "catalog": catalog,
 }

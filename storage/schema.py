@@ -135,8 +135,9 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def comment_statements(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """``COMMENT ON`` every table, view and column described in ``storage/tables.py`` that exists."""
+@dialect_specific
+def catalog(con: duckdb.DuckDBPyConnection) -> tuple[set[str], dict[str, set[str]]]:
+    """The store's view names, and every table's and view's column names."""
     views = {
         row[0]
         for row in con.execute(
@@ -150,6 +151,12 @@ def comment_statements(con: duckdb.DuckDBPyConnection) -> list[str]:
         "WHERE database_name = current_database() AND schema_name = 'main'"
     ).fetchall():
         columns.setdefault(table, set()).add(column)
+    return views, columns
+
+
+def comment_statements(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """``COMMENT ON`` every table, view and column described in ``storage/tables.py`` that exists."""
+    views, columns = catalog(con)
     described = {**tables.ANALYST_TABLES, **tables.ANALYST_VIEWS}
     statements = [
         f"COMMENT ON TABLE {name} IS {_literal(comment)}"

@@ -15,7 +15,8 @@ import pytest
 from gladly_sync.storage import upserts
 from gladly_sync.storage.postgres import PostgresDatabase
 from gladly_sync.storage.postgres_sql import translate
-from gladly_sync.storage.tables import SCHEMA_VERSION
+from gladly_sync.storage import schema
+from gladly_sync.storage.tables import ANALYST_VIEWS, SCHEMA_VERSION
 
 from gladly_sync.errors import DatabaseLocked, JobAlreadyRunning, NotFound, SchemaTooNew, StorageError
 from tests.storage.test_database import TABLES
@@ -60,10 +61,28 @@ class TestSchema:
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
             ).fetchone()
         assert [t for (t,) in tables] == TABLES
-        assert [v for (v,) in views] == ["conversation_timeline", "open_conversations"]
+        assert [v for (v,) in views] == sorted(ANALYST_VIEWS)
         assert public == (0,)
         with db.connect() as con:
-            assert con.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+            versions = con.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
+        assert versions == [(version,) for version, _, _ in schema.MIGRATIONS]
+
+    def test_analyst_tables_and_views_carry_comments(self, db, postgres_schema):
+        """Every analyst table, view and column described in storage/tables.py has its COMMENT."""
+        with db.connect():
+            pass
+        with psycopg.connect(postgres_schema.url) as con:
+            con.execute(f'SET search_path TO "{postgres_schema.schema}"')
+            for name, description in ANALYST_VIEWS.items():
+                comment = con.execute("SELECT obj_description(%s::regclass, 'pg_class')", [name]).fetchone()
+                assert comment == (description.comment,)
+                for column, text in description.columns.items():
+                    found = con.execute(
+                        "SELECT col_description(%s::regclass, a.attnum) FROM pg_attribute AS a "
+                        "WHERE a.attrelid = %s::regclass AND a.attname = %s",
+                        [name, name, column],
+                    ).fetchone()
+                    assert found == (text,), (name, column)
 
     def test_types(self, db, postgres_schema):
         """raw is json (not jsonb), times are timestamptz, topic ids a text array."""
@@ -93,7 +112,7 @@ class TestSchema:
             with other.connect():
                 pass
         with db.connect() as con:
-            assert con.execute("SELECT count(*) FROM schema_version").fetchone() == (1,)
+            assert con.execute("SELECT count(*) FROM schema_version").fetchone() == (len(schema.MIGRATIONS),)
 
     def test_newer_store_is_refused(self, db, postgres_schema):
         """A store written by a newer gladly-sync raises SchemaTooNew naming both versions (exit 2)."""
