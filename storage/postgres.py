@@ -138,6 +138,7 @@ class PostgresDatabase:
     """The store in PostgreSQL: ``connect()`` for a batch, ``transaction()`` for an atomic write."""
 
     path = None  # no file: nothing to lock beside, nothing to snapshot
+    on_publish = None  # no snapshot to fill
 
     def __init__(
         self,

@@ -183,7 +183,6 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS conversation_items_conversation ON conversation_items (conversation_id)",
     "CREATE INDEX IF NOT EXISTS conversation_items_customer ON conversation_items (customer_id)",
     "CREATE INDEX IF NOT EXISTS conversations_customer ON conversations (customer_id)",
-    "CREATE INDEX IF NOT EXISTS outbox_conversation ON outbox (conversation_id)",
 )
 
 

@@ -52,7 +52,7 @@ class TestConfiguredStore:
         context = store.conversation_context("conv-1")
         assert (context["conversation"]["id"], context["items"], context["outbox"]) == ("conv-1", [], [])
         assert "PostgresDatabase" in repr(store)
-        assert not (tmp_path / "data").exists()
+        assert not (tmp_path / "data" / "gladly.duckdb").exists()
 
     def test_cli_status_on_postgres(self, tmp_path, postgres_schema):
         """The CLI's status reads the PostgreSQL store named by storage.url (env override works too)."""
@@ -76,7 +76,7 @@ class TestConfiguredStore:
         )
         assert done.returncode == 0, done.stderr
         assert '"rows"' in done.stdout
-        assert not (tmp_path / "data").exists()
+        assert not (tmp_path / "data" / "gladly.duckdb").exists()
 
     @pytest.mark.parametrize(
         "url,message,code",
