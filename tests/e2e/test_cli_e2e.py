@@ -8,7 +8,7 @@ import pytest
 from gladly_sync.simulator import Simulator
 from gladly_sync.storage.outbox import REPLYABLE_TYPES
 
-from tests.e2e.conftest import Cli, both_backends, run_demo, write_config
+from tests.e2e.conftest import Cli, both_backends, run_demo
 
 pytestmark = pytest.mark.e2e
 
