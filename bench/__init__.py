@@ -12,6 +12,7 @@ measured figure / target / pass-fail (``bench.report``):
     enqueue  `enqueue note --json` latency while the daemon runs a big export  (bench/enqueue.py)
     erasure  a profile deletion in a 1,000,000-item store: the store rewrite's seconds per GB
                                                                                (bench/erasure.py)
+    postgres export ingest items/s on PostgreSQL beside DuckDB's (information)  (bench/postgres.py)
 
 The targets are SPEC.md's Performance section.
 """

@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only sync,export,drain,enqueue,erasure] [--runs N] [--markdown FILE]``
+"""``python -m bench [--quick] [--only sync,export,drain,enqueue,erasure,postgres] [--runs N] [--markdown FILE]``
 
 Runs the benchmarks (see ``bench/__init__.py``), prints progress to stderr and the results table
 (median of the runs, target, measured/target ratio, PASS/FAIL) to stdout. Exit 0 when every target
@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import drain, enqueue, erasure, export, incremental
+from bench import drain, enqueue, erasure, export, incremental, postgres
 from bench.report import Row, failed_row, machine, render_markdown, render_text
 
 BENCHMARKS: dict[str, Callable[..., list[Row]]] = {
@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, Callable[..., list[Row]]] = {
     "drain": drain.run,
     "enqueue": enqueue.run,
     "erasure": erasure.run,
+    "postgres": postgres.run,
 }
 TIME_LIMIT_HINT = 600.0  # a full run should stay under 10 minutes
 

@@ -29,14 +29,16 @@ def mb(kib: float | None) -> float:
     return (kib or 0) * 1024 / 1e6
 
 
-def one_run(items: int, *, keep: bool) -> dict[str, Any]:
+def one_run(items: int, *, keep: bool, store: dict[str, str] | None = None) -> dict[str, Any]:
+    """One export of ``items`` into a fresh store (``store``: more overrides, e.g. storage.url)."""
+    overrides = {**FAST, **(store or {})}
     with (
         Simulator(seed=21, customers=3, conversations=3, history_days=2) as sim,
         Workspace(sim.base_url, name=f"export-{items}", keep=keep) as ws,
     ):
-        ws.cli("sync", "--full", overrides=FAST).check()
+        ws.cli("sync", "--full", overrides=overrides).check()
         sim.world.create_bulk_export_job(items=items, conversations=CONVERSATIONS)
-        run = ws.worker("export", overrides=FAST).check()
+        run = ws.worker("export", overrides=overrides).check()
         result = run.json()
         result["process_wall_seconds"] = run.wall_seconds
         if result.get("items") != items:

@@ -209,7 +209,7 @@ def run_export(config: str, memory_limit: str | None = None, part_lines: int | N
         "longest_hold_phase": longest[1],
         "holds_over_1s": sum(1 for seconds, _ in holds if seconds > 1.0),
         "connections": len(holds),
-        "store_bytes": ctx.db.path.stat().st_size,
+        "store_bytes": ctx.db.path.stat().st_size if ctx.db.path else 0,  # PostgreSQL: no file
         "baseline_rss_kib": baseline_kib,
         "peak_before_upsert_kib": before,
         "peak_upsert_kib": peak_after if phases.marks.get("peak_reset") else None,

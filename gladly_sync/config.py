@@ -19,6 +19,7 @@ It sits at the package root because it belongs to no layer it configures: ``sync
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
 import os
 import re
@@ -101,6 +102,9 @@ class StorageSettings:
     snapshot_path: Path | None
     lock_wait_seconds: float
     outbox_path: Path | None = None  # None: gladly_outbox.sqlite beside the store
+    # A postgresql:// URL: the store lives in PostgreSQL instead of DuckDB at path.
+    url: str | None = field(default=None, repr=False)
+    schema: str | None = None
 
     def __post_init__(self) -> None:
         if self.outbox_path is None:
@@ -352,6 +356,50 @@ def _optional_path(value: Any) -> str | None:
     return _path(value)
 
 
+_URL_SCHEMES = ("postgresql", "postgres")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+
+
+def _hide_password(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.password is None:
+        return text
+    return text.replace(f":{parts.password}@", ":***@", 1)
+
+
+def _storage_url(value: Any) -> str | None:
+    value = _nullable(value)
+    if value is None:
+        return None
+    text = _string(value, expected="a postgresql:// URL, or null for DuckDB at storage.path").strip()
+    scheme = urlsplit(text).scheme if "://" in text else ""
+    if scheme.lower() not in _URL_SCHEMES:
+        shown = _hide_password(text) if scheme else text.split("@")[-1]
+        raise _Invalid(
+            f"{shown!r} is not a postgresql:// URL; expected e.g. postgresql://user@db.internal/gladly "
+            "or postgresql:///gladly?host=/var/run/postgresql (null keeps DuckDB at storage.path)"
+        )
+    if importlib.util.find_spec("psycopg") is None:
+        raise _Invalid(
+            "needs the PostgreSQL driver, which is not installed; "
+            "run pip install 'gladly-sync[postgres]' (or set storage.url: null for DuckDB)"
+        )
+    return text
+
+
+def _schema_name(value: Any) -> str | None:
+    value = _nullable(value)
+    if value is None:
+        return None
+    text = _string(value, expected="a PostgreSQL schema name").strip()
+    if not _IDENTIFIER.match(text):
+        raise _Invalid(
+            f"{text!r} is not a plain schema name; expected letters, digits and '_' "
+            "(starting with a letter or '_'), e.g. gladly"
+        )
+    return text
+
+
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -435,6 +483,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "snapshot_path": _Key(_optional_path, "data/gladly_read.duckdb"),
         "lock_wait_seconds": _Key(_non_negative_number, 30.0),
         "outbox_path": _Key(_path, "data/gladly_outbox.sqlite"),
+        "url": _Key(_storage_url, None),
+        "schema": _Key(_schema_name, None),
     },
     "schedule": {
         "sync_every": _Key(_sync_every, timedelta(minutes=5)),
@@ -586,6 +636,8 @@ def load_settings(
             snapshot_path=_resolve(folder, snapshot) if snapshot else None,
             lock_wait_seconds=storage["lock_wait_seconds"],
             outbox_path=_resolve(folder, storage["outbox_path"]),
+            url=storage["url"],
+            schema=storage["schema"],
         ),
         schedule=ScheduleSettings(**values["schedule"]),
         outbox=OutboxSettings(**values["outbox"]),

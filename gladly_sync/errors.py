@@ -12,6 +12,7 @@
     │   │   │  (an unknown conversation or outbox action, for every command)
     │   │   └── NotSynced                no store / snapshot yet  exit 1
     │   └── DatabaseLocked               lock held too long       exit 4
+    ├── JobAlreadyRunning                the job runs elsewhere   exit 0 (skipped)
     └── GladlyError                      talking to Gladly        exit 1
         ├── TransientError               retry later (a GET/PATCH is retried by the client)
         │   ├── RateLimited              429
@@ -43,6 +44,7 @@ __all__ = [
     "GladlyNotFound",
     "GladlySyncError",
     "Interrupted",
+    "JobAlreadyRunning",
     "MalformedResponse",
     "NetworkError",
     "NeverSent",
@@ -132,6 +134,20 @@ class DatabaseLocked(StorageError):
             "stop that process or raise storage.lock_wait_seconds"
             + (f" [{detail}]" if detail else "")
         )
+
+
+class JobAlreadyRunning(GladlySyncError):
+    """The same job holds its lock in another run (a file lock beside a DuckDB store, an advisory
+    lock on PostgreSQL); this run is skipped (a normal outcome: exit 0)."""
+
+    exit_code = 0
+
+    def __init__(self, job: str, holder_pid: int | None):
+        self.job = job
+        self.holder_pid = holder_pid
+        holder = f"pid {holder_pid}" if holder_pid else "pid unknown"
+        self.reason = f"already running ({holder}); skipped"
+        super().__init__(f"{job} {self.reason}")
 
 
 class GladlyError(GladlySyncError):

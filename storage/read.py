@@ -96,7 +96,7 @@ def conversation_context(
                 FROM conversation_items
                 WHERE conversation_id = ? AND deleted_at IS NULL
                 {newest}
-            ) ORDER BY timestamp NULLS LAST, id
+            ) AS items ORDER BY timestamp NULLS LAST, id
             """,
             [conversation_id] if limit is None else [conversation_id, limit],
         )

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import duckdb
 from gladly_sync.storage import tables
+from gladly_sync.storage.dialect import dialect_specific
 from gladly_sync.storage.views import METRIC_VIEWS
 from sqlalchemy.schema import CreateTable, Table
 from sqlmodel import SQLModel
@@ -110,6 +111,7 @@ ORDER BY c.created_at, c.id
 """
 
 
+@dialect_specific
 def _create(con: duckdb.DuckDBPyConnection) -> None:
     for statement in create_table_statements():
         con.execute(statement)
@@ -133,8 +135,9 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def comment_statements(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """``COMMENT ON`` every table, view and column described in ``storage/tables.py`` that exists."""
+@dialect_specific
+def catalog(con: duckdb.DuckDBPyConnection) -> tuple[set[str], dict[str, set[str]]]:
+    """The store's view names, and every table's and view's column names."""
     views = {
         row[0]
         for row in con.execute(
@@ -148,6 +151,12 @@ def comment_statements(con: duckdb.DuckDBPyConnection) -> list[str]:
         "WHERE database_name = current_database() AND schema_name = 'main'"
     ).fetchall():
         columns.setdefault(table, set()).add(column)
+    return views, columns
+
+
+def comment_statements(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """``COMMENT ON`` every table, view and column described in ``storage/tables.py`` that exists."""
+    views, columns = catalog(con)
     described = {**tables.ANALYST_TABLES, **tables.ANALYST_VIEWS}
     statements = [
         f"COMMENT ON TABLE {name} IS {_literal(comment)}"
@@ -173,6 +182,7 @@ def describe(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
 
 
+@dialect_specific
 def stored_version(con: duckdb.DuckDBPyConnection) -> int:
     """The store's schema version; 0 for a store without a ``schema_version`` table."""
     exists = con.execute(
@@ -185,14 +195,20 @@ def stored_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+@dialect_specific
+def store_location(con: duckdb.DuckDBPyConnection) -> str:
+    """Where the store is, for messages: the DuckDB file's path."""
+    path = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    return path[0] if path and path[0] else "the store"
+
+
 def check_version(con: duckdb.DuckDBPyConnection, latest: int = tables.SCHEMA_VERSION) -> int:
     """Refuse a store written by a newer gladly-sync; return the store's version."""
     version = stored_version(con)
     if version > latest:
-        path = con.execute(
-            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-        ).fetchone()
-        where = path[0] if path and path[0] else "the store"
+        where = store_location(con)
         raise SchemaTooNew(
             f"{where} was written by a newer gladly-sync (schema {version} > {latest}): upgrade gladly-sync"
         )

@@ -24,6 +24,7 @@ from gladly_sync.storage.outbox.validation import ConversationSource
 
 if TYPE_CHECKING:
     from gladly_sync.storage.outbox.queue import EnqueueResult
+    from gladly_sync.storage.postgres import PostgresDatabase
 
 
 class Store:
@@ -35,14 +36,26 @@ class Store:
 
     def __init__(
         self,
-        db_path: Path | str,
+        db_path: Path | str | None = None,
         escalation_inbox: str | None = None,
         lock_wait_seconds: float = 30,
         *,
         outbox_path: Path | str | None = None,
         snapshot_path: Path | str | None = None,
+        url: str | None = None,
+        schema: str | None = None,
     ):
-        self.db = Database(db_path, lock_wait_seconds=lock_wait_seconds)
+        """The DuckDB store at ``db_path``, or (``url``) the PostgreSQL store in ``schema``."""
+        if url:
+            from gladly_sync.storage.postgres import PostgresDatabase
+
+            self.db: Database | PostgresDatabase = PostgresDatabase(
+                url, schema=schema, lock_wait_seconds=lock_wait_seconds
+            )
+        elif db_path is not None:
+            self.db = Database(db_path, lock_wait_seconds=lock_wait_seconds)
+        else:
+            raise TypeError("Store needs db_path (DuckDB) or url (PostgreSQL)")
         self.escalation_inbox = escalation_inbox
         self.outbox = Outbox(
             outbox_for_store(self.db, outbox_path, wait_for_store=False),
@@ -65,10 +78,12 @@ class Store:
             lock_wait_seconds=settings.storage.lock_wait_seconds,
             outbox_path=settings.storage.outbox_path,
             snapshot_path=settings.storage.snapshot_path,
+            url=settings.storage.url,
+            schema=settings.storage.schema,
         )
 
     def __repr__(self) -> str:
-        return f"Store({str(self.db.path)!r})"
+        return f"Store({self.db!r})"
 
     def conversation_context(self, conv_id: str) -> dict[str, Any]:
         """The conversation, its customer, ordered items and unsent outbox rows (JSON-ready)."""

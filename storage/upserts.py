@@ -29,6 +29,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from gladly_sync.storage.dialect import dialect_specific
 from gladly_sync.storage.rows import ITEM_COLUMNS, item_json, items_select_sql, parse_timestamp
 
 Connection = duckdb.DuckDBPyConnection
@@ -525,6 +526,7 @@ _REDACTED = "(s.redacted OR (s.emptied AND k.had_body))"
 _ITEM_KEYS = json.dumps({"id": "VARCHAR", "conversationId": "VARCHAR", "customerId": "VARCHAR"})
 
 
+@dialect_specific
 def upsert_items(
     con: Connection,
     items: Sequence[dict],
@@ -574,6 +576,7 @@ def stored_item_ids(con: Connection, ids: Iterable[str]) -> set[str]:
     return {row[0] for row in rows}
 
 
+@dialect_specific
 def export_file_conversation_ids(con: Connection, ndjson_path: Path | str) -> list[str]:
     """The distinct ``conversationId``s of an export items file, in first-seen order."""
     rows = con.execute(
@@ -588,6 +591,7 @@ def export_file_conversation_ids(con: Connection, ndjson_path: Path | str) -> li
     return [row[0] for row in rows]
 
 
+@dialect_specific
 def upsert_export_items(
     con: Connection, ndjson_path: Path | str, *, job_end_at: datetime, synced_at: datetime
 ) -> int:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import structlog
+from gladly_sync.storage.backend import open_database
 from gladly_sync.storage.database import Database
 from gladly_sync.storage.outbox.bridge import copy_into_snapshot, outbox_for_store
 from gladly_sync.storage.outbox.database import OutboxDatabase
@@ -61,7 +62,7 @@ class Context:
         from gladly_sync.sync.client import GladlyClient
 
         shutdown = shutdown or Shutdown()
-        db = Database(settings.storage.path, lock_wait_seconds=settings.storage.lock_wait_seconds)
+        db = open_database(settings.storage, settings.gladly.organization)
         pacer = Pacer(settings.gladly.requests_per_second)
         return cls(
             settings=settings,

@@ -50,7 +50,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from gladly_sync.sync.context import Context
-from gladly_sync.sync.joblock import JobAlreadyRunning, job_lock
+from gladly_sync.sync.joblock import JobAlreadyRunning, store_job_lock
 
 from gladly_sync.errors import AuthError, GladlySyncError, Interrupted
 
@@ -157,7 +157,7 @@ class Daemon:
         started: float | None = None
         with structlog.contextvars.bound_contextvars(run_id=uuid.uuid4().hex):
             try:
-                with self._turn(job), job_lock(self.ctx.settings.storage.path, job.name), self._marked(job):
+                with self._turn(job), store_job_lock(self.ctx.db, job.name), self._marked(job):
                     if self._stopping.requested:
                         raise _Stopping
                     started = time.monotonic()

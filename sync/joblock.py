@@ -8,6 +8,9 @@ Cron invocations and the daemon take the same locks, so a cron ``sync`` never ov
 sync, and two cron ``drain`` runs never both recover "stale" ``sending`` rows. The kernel drops the
 lock when its holder exits, even on a crash, so a stale lock file is harmless; the file is left in
 place (deleting it would let a third process lock a different inode).
+
+A store with its own job locks (PostgreSQL: advisory locks keyed by organization and job, shared by
+every replica on that store) provides ``db.job_lock(job)``; :func:`store_job_lock` picks it.
 """
 
 from __future__ import annotations
@@ -15,23 +18,14 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
+from gladly_sync.errors import JobAlreadyRunning
 from gladly_sync.storage.private import open_private, private_folder
 
-__all__ = ["JobAlreadyRunning", "job_lock", "lock_path"]
-
-
-class JobAlreadyRunning(Exception):
-    """The same job holds its lock in another run; this run is skipped (a normal outcome: exit 0)."""
-
-    def __init__(self, job: str, holder_pid: int | None):
-        self.job = job
-        self.holder_pid = holder_pid
-        holder = f"pid {holder_pid}" if holder_pid else "pid unknown"
-        self.reason = f"already running ({holder}); skipped"
-        super().__init__(f"{job} {self.reason}")
+__all__ = ["JobAlreadyRunning", "job_lock", "lock_path", "store_job_lock"]
 
 
 def lock_path(db_path: Path | str, job: str) -> Path:
@@ -67,3 +61,10 @@ def job_lock(db_path: Path | str, job: str) -> Iterator[Path]:
             fcntl.flock(handle, fcntl.LOCK_UN)
     finally:
         os.close(handle)
+
+
+def store_job_lock(db: Any, job: str) -> AbstractContextManager[Any]:
+    """The store's lock for ``job``: its backend's own (``db.job_lock``), else the file lock beside
+    the DuckDB file. Either raises ``JobAlreadyRunning`` at once when another run holds it."""
+    own = getattr(db, "job_lock", None)
+    return own(job) if own is not None else job_lock(db.path, job)

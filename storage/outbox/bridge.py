@@ -12,6 +12,7 @@ and nothing is sent again: ``sent`` rows stay ``sent``, ``unknown`` ones are rec
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -38,7 +39,7 @@ def outbox_for_store(
     import is left to the next opener (the drain waits for it) instead of waiting for the lock.
     """
     if path is None and url is None:
-        path = store.path.parent / "gladly_outbox.sqlite"
+        path = (store.path.parent if store.path else Path("data")) / "gladly_outbox.sqlite"
     return OutboxDatabase(
         path,
         url=url,
@@ -53,16 +54,16 @@ def import_store_outbox(engine: Engine, store: Database, *, wait: bool = True) -
     with engine.connect() as con:
         if meta_value(con.execution_options(outbox_read_only=True), IMPORTED) is not None:
             return 0
+    if store.path is None or not store.path.exists():  # no store yet, or PostgreSQL (never had one)
+        with engine.begin() as con:
+            if meta_value(con, IMPORTED) is None:
+                set_meta(con, IMPORTED, f"{datetime.now(UTC).isoformat()}: no store yet")
+        return 0
     if not wait:
         try:
             return import_store_outbox(engine, Database(store.path, lock_wait_seconds=0))
         except DatabaseLocked:
             return None
-    if not store.path.exists():
-        with engine.begin() as con:
-            if meta_value(con, IMPORTED) is None:
-                set_meta(con, IMPORTED, f"{datetime.now(UTC).isoformat()}: no store yet")
-        return 0
     with store.connect() as duck:
         rows = _store_rows(duck)
         with engine.begin() as con:

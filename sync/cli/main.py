@@ -89,10 +89,10 @@ def _queue_context(settings: Settings) -> Any:
 
 def _locked(ctx: Any, job: str, args: argparse.Namespace, work: Callable[[], int]) -> int:
     """Run ``work`` holding ``job``'s cron lock; if another run holds it, say so, record it, exit 0."""
-    from gladly_sync.sync.joblock import JobAlreadyRunning, job_lock
+    from gladly_sync.sync.joblock import JobAlreadyRunning, store_job_lock
 
     try:
-        with job_lock(ctx.settings.storage.path, job):
+        with store_job_lock(ctx.db, job):
             return work()
     except JobAlreadyRunning as exc:
         say(str(exc))

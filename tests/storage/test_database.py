@@ -18,6 +18,12 @@ from gladly_sync.errors import DatabaseLocked, NotFound, SchemaTooNew
 
 from .conftest import table
 
+
+@pytest.fixture
+def backend() -> str:
+    """The DuckDB file's own rules (file locks, snapshots); tests/postgres/ holds PostgreSQL's."""
+    return "duckdb"
+
 TABLES = [
     "agents",
     "conversation_items",

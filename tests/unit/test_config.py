@@ -454,3 +454,59 @@ class TestDurations:
         """Anything else is not a duration."""
         with pytest.raises(ValueError):
             parse_duration(text)
+
+
+class TestStorageUrl:
+    def test_default_is_duckdb(self, tmp_path):
+        """Without storage.url the store is DuckDB at storage.path, in the server's default schema."""
+        storage = load_settings(write(tmp_path, VALID), ENV).storage
+        assert (storage.url, storage.schema) == (None, None)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "postgresql://gladly@db.internal:5432/gladly",
+            "postgres://gladly@db.internal/gladly",
+            "postgresql:///gladly?host=/var/run/postgresql&port=5433",
+        ],
+    )
+    def test_postgresql_urls(self, tmp_path, url):
+        """postgresql:// and postgres:// URLs, libpq parameters included, are taken as written."""
+        storage = load_settings(write(tmp_path, with_value("storage", "url", url)), ENV).storage
+        assert storage.url == url
+
+    def test_variables_and_schema(self, tmp_path):
+        """${VAR} expands inside the URL; the schema is a plain identifier; the URL is not in the repr."""
+        config = with_value("storage", "url", "postgresql://gladly:${PGPASS}@db/gladly")
+        config["storage"]["schema"] = "gladly_sync"
+        settings = load_settings(write(tmp_path, config), {**ENV, "PGPASS": "pw-93af-SECRET"})
+        assert settings.storage.url == "postgresql://gladly:pw-93af-SECRET@db/gladly"
+        assert settings.storage.schema == "gladly_sync"
+        assert "pw-93af-SECRET" not in repr(settings)
+
+    @pytest.mark.parametrize(
+        "url", ["mysql://root:pw-93af-SECRET@db/gladly", "sqlite:///x.db", "db.internal/gladly", "duckdb.db"]
+    )
+    def test_other_schemes_are_refused(self, tmp_path, url):
+        """A URL that is not postgresql:// is refused (exit 2), naming the key and what is expected,
+        never showing a password."""
+        (line,) = problems_of(write(tmp_path, with_value("storage", "url", url)))
+        assert "storage.url: " in line and "is not a postgresql:// URL" in line
+        assert "pw-93af-SECRET" not in line
+
+    def test_missing_driver_says_what_to_install(self, tmp_path, monkeypatch):
+        """A Postgres URL without the driver installed says pip install 'gladly-sync[postgres]'."""
+        import importlib.util
+
+        real = importlib.util.find_spec
+        monkeypatch.setattr(
+            importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a)
+        )
+        (line,) = problems_of(write(tmp_path, with_value("storage", "url", "postgresql://db/gladly")))
+        assert "storage.url: " in line and "pip install 'gladly-sync[postgres]'" in line
+
+    @pytest.mark.parametrize("schema", ["gladly-sync", "a.b", "1abc", 'x"; DROP'])
+    def test_bad_schema_names(self, tmp_path, schema):
+        """storage.schema must be a plain identifier."""
+        (line,) = problems_of(write(tmp_path, with_value("storage", "schema", schema)))
+        assert "storage.schema: " in line and "is not a plain schema name" in line
