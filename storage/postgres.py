@@ -25,25 +25,25 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psycopg
 import pyarrow as pa
+from gladly_sync.storage import postgres_items, postgres_sql
 from psycopg import errors as pg_errors
 from psycopg.types.string import TextLoader
 
 from gladly_sync.errors import DatabaseLocked, JobAlreadyRunning, StorageError
-from gladly_sync.storage import postgres_sql
-from gladly_sync.storage import postgres_items
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 _OPEN = threading.local()
 APPLICATION = "gladly-sync"
+ERASABLE_TABLES = ("customers", "conversations", "conversation_items", "events")  # hold personal data
 _APPLICATION_PID = re.compile(r"^gladly-sync:[^:]*:(\d+)")
 
 
@@ -232,6 +232,17 @@ class PostgresDatabase:
                 con.rollback()
                 raise
             con.commit()
+
+    def rebuild(self, finish: Callable[[PgConnection], None] | None = None) -> None:
+        """PostgreSQL's counterpart of the DuckDB file rewrite after an erasure: ``finish`` (clearing
+        the note that asked for it), then ``VACUUM FULL`` of the tables that held the erased values,
+        which writes them anew without dead row versions. The server's own WAL and backups are the
+        database administrator's to manage (README, PostgreSQL)."""
+        with self.connect() as con:
+            if finish is not None:
+                finish(con)
+            for table in ERASABLE_TABLES:
+                con.raw.execute(f"VACUUM FULL {table}")
 
     def publish_snapshot(self, snapshot_path: Any = None) -> None:
         """Nothing to publish: readers connect to PostgreSQL, which isolates them from writers."""

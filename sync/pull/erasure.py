@@ -42,11 +42,11 @@ def complete_erasures(ctx: Context) -> bool:
         with ctx.outbox.transaction() as box:
             blanked = outbox.blank_erased_actions(box, conversation_ids, item_ids)
         ctx.outbox.release_erased_bytes()
-        ctx.db.rebuild(finish=upserts.clear_erasure)
+        rebuilt = ctx.db.rebuild(finish=upserts.clear_erasure)  # the new file; None on PostgreSQL
     ctx.log.info(
         "erasure_completed",
         outbox_rows_blanked=blanked,
-        store_bytes=ctx.db.path.stat().st_size,
+        store_bytes=rebuilt.stat().st_size if rebuilt else None,
         duration_seconds=round(time.monotonic() - started, 3),
         cpu_seconds=round(time.process_time() - cpu, 3),
     )
