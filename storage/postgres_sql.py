@@ -176,7 +176,7 @@ def column_type(field: pa.Field) -> str:
 
 # --------------------------------------------------------------------------- schema
 
-_GENERATED = re.compile(r"GENERATED ALWAYS AS \(json_extract\(raw, '\$\.content'\)\)( VIRTUAL)?")
+_GENERATED = re.compile(r"GENERATED ALWAYS AS \(json_extract\(raw, '\$\.content'\)\)( VIRTUAL| STORED)?")
 INDEXES = (
     "CREATE UNIQUE INDEX IF NOT EXISTS conversation_items_id ON conversation_items (id)",
     "CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events (id)",
@@ -191,9 +191,22 @@ def create_table_statements() -> list[str]:
     dialect = postgresql.dialect()
     statements = []
     for table in SQLModel.metadata.sorted_tables:
-        ddl = str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
+        ddl = _compile_stored(table, dialect)
         statements.append(_GENERATED.sub("GENERATED ALWAYS AS ((raw -> 'content')) STORED", ddl))
     return statements
+
+
+def _compile_stored(table: Any, dialect: Any) -> str:
+    """``CREATE TABLE`` with DuckDB's VIRTUAL generated columns compiled as STORED: SQLAlchemy
+    before 2.1 refuses VIRTUAL for PostgreSQL, and PostgreSQL 15 has only STORED."""
+    virtual = [c.computed for c in table.columns if c.computed is not None and c.computed.persisted is False]
+    for computed in virtual:
+        computed.persisted = True
+    try:
+        return str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
+    finally:
+        for computed in virtual:
+            computed.persisted = False
 
 
 def create_tables(con: PgConnection) -> None:
