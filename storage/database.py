@@ -1,9 +1,11 @@
 """Open the DuckDB store for one batch at a time; publish read-only snapshots.
 
 DuckDB's cross-process file lock lasts as long as a connection is open, so every caller opens the
-file for a batch and closes it, never across network I/O. A writer that finds the file locked
-retries with jittered sleeps for up to ``lock_wait_seconds``, then raises
-:class:`~storage.errors.DatabaseLocked` carrying the PID DuckDB reports.
+file for a batch and closes it, never across network I/O. Processes of this product first take
+their turn on the store (:mod:`storage.handover`: a kernel-queued lock, so a waiting process gets
+the file within one write batch); a writer that still finds the file locked (a process outside the
+product, such as the DuckDB CLI) retries the ATTACH with jittered sleeps. Either wait ends after
+``lock_wait_seconds`` with :class:`~storage.errors.DatabaseLocked` naming the holder's PID.
 
 The store is created with storage version ``v1.2.0`` so that older readers (the DuckDB 1.5 CLI)
 can open it; files in DuckDB 2.0's own format are unreadable to them.
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+from gladly_sync.storage.handover import Handover, TurnTimeout
 from gladly_sync.storage.schema import check_version, migrate
 
 from gladly_sync.errors import DatabaseLocked, NotFound
@@ -82,6 +85,7 @@ class Database:
         self._clock = clock
         self._rng = rng or random.Random()
         self._ready = False
+        self._handover = Handover(self.path, clock=clock)
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r})"
@@ -100,8 +104,8 @@ class Database:
         if key in held:
             yield held[key]
             return
-        with _file_lock(self.path):
-            con = self._open(read_only)
+        with _file_lock(self.path), self._turn(read_only) as waited:
+            con = self._open(read_only, waited)
             held[key] = con
             try:
                 con.execute("SET TimeZone = 'UTC'")
@@ -176,47 +180,60 @@ class Database:
             "autoinstall_known_extensions": False,
         }
 
-    def _attach(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        """An in-memory instance with the store ATTACHed and in USE.
+    @contextmanager
+    def _turn(self, read_only: bool) -> Iterator[float]:
+        """This process's turn on the store (shared for a reader); yields the seconds waited."""
+        if read_only and not self.path.exists():
+            raise NotFound(f"no store at {self.path}: run `gladly-sync sync` first")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._handover.turn(shared=read_only, wait_seconds=self.lock_wait_seconds) as waited:
+                yield waited
+        except TurnTimeout as exc:
+            raise DatabaseLocked(str(self.path), exc.holder_pid, exc.waited_seconds) from None
+
+    def _instance(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB instance; the store is ATTACHed to it (see ``_attach``)."""
+        return duckdb.connect(config=self._config())
+
+    def _attach(self, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
+        """ATTACH the store to ``con`` and USE it.
 
         ATTACH (rather than ``duckdb.connect(path)``) is what lets us pick the row group size:
         DuckDB writes a bulk append to the file as each row group fills, and smaller groups than
         the default 122,880 rows keep an export part's append out of memory and out of the commit
         (measured on a 100k-line part: ~0.9 s commit + ~100 MB more RSS with the default size).
         """
-        con = duckdb.connect(config=self._config())
+        options = [f"STORAGE_VERSION '{STORAGE_VERSION}'", f"ROW_GROUP_SIZE {ROW_GROUP_SIZE}"]
+        if read_only:
+            options.append("READ_ONLY")
+        path = str(self.path).replace("'", "''")
+        con.execute(f"ATTACH '{path}' AS {CATALOG} ({', '.join(options)})")
+        con.execute(f"USE {CATALOG}")
+
+    def _open(self, read_only: bool, waited: float = 0.0) -> duckdb.DuckDBPyConnection:
+        """The store ATTACHed, retrying while a process outside the product holds DuckDB's lock (one
+        instance for every attempt); ``waited`` is what the turn already took of the wait."""
+        start = self._clock() - waited
+        attempt = 0
+        con = self._instance()
         try:
-            options = [f"STORAGE_VERSION '{STORAGE_VERSION}'", f"ROW_GROUP_SIZE {ROW_GROUP_SIZE}"]
-            if read_only:
-                options.append("READ_ONLY")
-            path = str(self.path).replace("'", "''")
-            con.execute(f"ATTACH '{path}' AS {CATALOG} ({', '.join(options)})")
-            con.execute(f"USE {CATALOG}")
+            while True:
+                try:
+                    self._attach(con, read_only)
+                    return con
+                except duckdb.IOException as exc:
+                    message = str(exc)
+                    if not _LOCK_CONFLICT.search(message):
+                        raise
+                    waited = self._clock() - start
+                    if waited >= self.lock_wait_seconds:
+                        raise DatabaseLocked(str(self.path), lock_holder_pid(message), waited) from exc
+                    # 20 ms growing to 200 ms, jittered, never past the deadline
+                    ceiling = min(0.2, 0.02 * 1.5**attempt)
+                    delay = self._rng.uniform(ceiling / 2, ceiling)
+                    self._sleep(min(delay, max(self.lock_wait_seconds - waited, 0.0)))
+                    attempt += 1
         except BaseException:
             con.close()
             raise
-        return con
-
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        if read_only:
-            if not self.path.exists():
-                raise NotFound(f"no store at {self.path}: run `gladly-sync sync` first")
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        start = self._clock()
-        attempt = 0
-        while True:
-            try:
-                return self._attach(read_only)
-            except duckdb.IOException as exc:
-                message = str(exc)
-                if not _LOCK_CONFLICT.search(message):
-                    raise
-                waited = self._clock() - start
-                if waited >= self.lock_wait_seconds:
-                    raise DatabaseLocked(str(self.path), lock_holder_pid(message), waited) from exc
-                # 20 ms growing to 200 ms, jittered, never past the deadline
-                ceiling = min(0.2, 0.02 * 1.5**attempt)
-                delay = self._rng.uniform(ceiling / 2, ceiling)
-                self._sleep(min(delay, max(self.lock_wait_seconds - waited, 0.0)))
-                attempt += 1
