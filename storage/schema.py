@@ -123,9 +123,16 @@ def _analysts(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(view)
 
 
+def _create_missing_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """A later version's new tables (``IF NOT EXISTS``: a fresh store has them from version 1)."""
+    for statement in create_table_statements():
+        con.execute(statement)
+
+
 MIGRATIONS: Sequence[Migration] = (
     (1, "create tables and views", _create),
     (2, "organization table, conversation_metrics and daily_volume views, comments", _analysts),
+    (3, "export_skipped_lines", _create_missing_tables),
 )
 
 

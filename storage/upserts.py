@@ -886,6 +886,26 @@ def record_export_job(con: Connection, job: dict, items: int, customers: int, at
     )
 
 
+def record_skipped_lines(
+    con: Connection, job_id: str, lines: Iterable[tuple[str, int, str]], at: datetime
+) -> int:
+    """Remember the export lines ``(file, line number, reason)`` skipped while ingesting ``job_id``;
+    they replace what an earlier ingest of the same job recorded. Returns the lines recorded."""
+    con.execute("DELETE FROM export_skipped_lines WHERE job_id = ?", [job_id])
+    batch = [{"job_id": job_id, "file": f, "line": n, "reason": r, "recorded_at": at} for f, n, r in lines]
+    if not batch:
+        return 0
+    columns = {"job_id": "str", "file": "str", "line": "int", "reason": "str", "recorded_at": "ts"}
+    with _staged(con, "stage_skipped_lines", _arrow(batch, columns)) as stage:
+        con.execute(
+            f"""
+            INSERT INTO export_skipped_lines (job_id, file, line, reason, recorded_at)
+            SELECT job_id, file, line, reason, recorded_at FROM {_last_wins(stage, "file, line")}
+            """
+        )
+    return len(batch)
+
+
 def start_run(con: Connection, run_id: str, job: str, started_at: datetime, pid: int) -> None:
     """A run begins: status ``running`` until ``finish_run`` (a crashed run stays ``running``)."""
     con.execute(

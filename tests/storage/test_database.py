@@ -26,6 +26,7 @@ TABLES = [
     "customers",
     "events",
     "export_jobs",
+    "export_skipped_lines",
     "inboxes",
     "organization",
     "outbox",
@@ -135,23 +136,32 @@ class TestSchema:
         with db.connect():
             pass
         applied = []
+        now = SCHEMA_VERSION
 
         def add_column(con):
-            applied.append(2)  # the first of the two new ones
+            applied.append(now + 1)
             con.execute("ALTER TABLE customers ADD COLUMN IF NOT EXISTS nickname VARCHAR")
 
         def add_view(con):
-            applied.append(3)
+            applied.append(now + 2)
             con.execute("CREATE OR REPLACE VIEW nicknames AS SELECT id, nickname FROM customers")
 
-        nxt = SCHEMA_VERSION + 1
-        migrations = [*schema.MIGRATIONS, (nxt, "nickname", add_column), (nxt + 1, "view", add_view)]
+        migrations = [*schema.MIGRATIONS, (now + 1, "nickname", add_column), (now + 2, "view", add_view)]
         with duckdb.connect(str(db.path)) as con:
-            assert schema.migrate(con, migrations) == nxt + 1
-            assert schema.migrate(con, migrations) == nxt + 1
-            assert table(con, "schema_version", "version") == [(v,) for v in range(1, nxt + 2)]
+            assert schema.migrate(con, migrations) == now + 2
+            assert schema.migrate(con, migrations) == now + 2
+            assert table(con, "schema_version", "version") == [(v,) for v in range(1, now + 3)]
             assert con.execute("SELECT * FROM nicknames").fetchall() == []
-        assert applied == [2, 3]
+        assert applied == [now + 1, now + 2]
+
+    def test_a_version_2_store_gets_the_skipped_lines_table(self, db):
+        """A store written before export lines were recorded gets ``export_skipped_lines`` on open."""
+        with db.connect() as con:  # back to version 2
+            con.execute("DROP TABLE export_skipped_lines")
+            con.execute("DELETE FROM schema_version WHERE version > 2")
+        with Database(db.path).connect() as con:
+            assert table(con, "export_skipped_lines", "count(*)") == [(0,)]
+            assert table(con, "schema_version", "version")[-1] == (SCHEMA_VERSION,)
 
     def test_failed_migration_leaves_the_store_at_its_version(self, db):
         """A migration that fails is rolled back and not recorded."""
