@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -476,7 +476,9 @@ _ALL_ITEM_COLUMNS = (*(c for c in ITEM_COLUMNS if c != "content"), "deleted_at",
 # body comes back emptied: Gladly's redact empties an item and sends nothing else.
 _REDACTED = "(s.redacted OR (s.emptied AND k.had_body))"
 # Pass 1 of an items write reads only these.
-_ITEM_KEYS = json.dumps({"id": "VARCHAR", "conversationId": "VARCHAR", "customerId": "VARCHAR"})
+_ITEM_KEYS = json.dumps(
+    {"id": "VARCHAR", "conversationId": "VARCHAR", "customerId": "VARCHAR", "timestamp": "VARCHAR"}
+)
 
 
 def upsert_items(
@@ -570,6 +572,7 @@ def upsert_export_items(
         "RESET preserve_insertion_order",
         "RESET write_buffer_row_group_count",
         "DROP TABLE IF EXISTS item_keys",
+        "DROP TABLE IF EXISTS item_versions",
     ):
         return _write_items(
             con, sources, source_at=_cell("ts", job_end_at), synced_at=_cell("ts", synced_at), export=True
@@ -590,68 +593,18 @@ def _write_items(
     that numbers the lines, used only when an id occurs twice. Two passes, so that wide rows are
     never held in memory:
 
-    1. ``item_keys``: per id the last version's ``ord`` (only ids and conversation ids are read),
-       the stored row's state, and whether it is ``stale`` (export only: the stored row was read
-       from the API after the job's end, ``source_at`` here).
+    1. ``item_keys`` (:func:`_build_item_keys`): per id the last version's ``ord`` (only ids,
+       conversation ids and timestamps are read), the stored row's state, and whether it is
+       ``stale`` (export only: the stored row was read from the API after the job's end,
+       ``source_at`` here). Stored rows are looked up only within the batch's time window
+       (:func:`_stored_window`), so the pass does not grow with the store.
     2. The full transform streams into the table for new ids and plain replacements (stored row
        neither stale nor redacted: delete + insert). The rare rest needs the new version's
        ``redacted`` and goes through a small temp table holding only the rows that change:
        ``redact`` (stale, now redacted: body only), ``keep_redacted`` (stored redacted, new version
        not: all but the emptied body) and ``replace`` (stored redacted, new one too).
     """
-    source, numbered = (sources, sources) if isinstance(sources, str) else sources
-    if export:
-        scoped = """
-            SELECT k.id, k.ord, c.customer_id FROM k
-            JOIN conversations AS c ON c.id = k.conversation_id AND c.deleted_at IS NULL
-            WHERE k.conversation_id NOT IN (SELECT conversation_id FROM scope_exclusions)
-        """
-        stale = "t.id IS NOT NULL AND t.source_at > $source_at"
-    else:
-        # Whatever Gladly still serves, an erased customer's items are never written again: not
-        # when the item, its conversation or the stored item belongs to a deleted profile.
-        scoped = """
-            SELECT k.id, k.ord, k.customer_id FROM k
-            WHERE NOT EXISTS (
-                SELECT 1 FROM customers AS e WHERE e.deleted_at IS NOT NULL AND (
-                    e.id = k.customer_id
-                    OR e.id IN (SELECT customer_id FROM conversations WHERE id = k.conversation_id)
-                    OR e.id IN (SELECT customer_id FROM conversation_items WHERE id = k.id)
-                )
-            )
-        """
-        stale = "false"
-
-    def build_keys(relation: str) -> int:
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE item_keys AS
-            WITH k AS (
-                SELECT e.id, max(ord) AS ord, arg_max(e.conversationId, ord) AS conversation_id,
-                    arg_max(e.customerId, ord) AS customer_id, count(*) AS versions
-                FROM (SELECT ord, from_json(raw, '{_ITEM_KEYS}') AS e FROM {relation})
-                GROUP BY e.id
-                HAVING e.id IS NOT NULL  -- after grouping: a WHERE would parse every line twice
-            ), scoped AS ({scoped})
-            SELECT s.id, s.ord, s.customer_id, k.versions, t.id IS NOT NULL AS existed,
-                coalesce(t.redacted, false) AS stored_redacted, t.deleted_at AS stored_deleted_at,
-                coalesce({stale}, false) AS stale,
-                coalesce(NOT t.redacted AND (t.text IS NOT NULL OR t.attachments > 0), false) AS had_body
-            FROM scoped AS s
-            JOIN k USING (id)
-            LEFT JOIN (
-                SELECT id, redacted, source_at, deleted_at, text,
-                    coalesce(json_array_length(json_extract(raw, '$.content.attachments')), 0) AS attachments
-                FROM conversation_items
-            ) AS t ON t.id = s.id
-            """,
-            {"source_at": source_at} if export else None,
-        )
-        row = con.execute("SELECT count(*) FILTER (versions > 1) FROM item_keys").fetchone()
-        return int(row[0]) if row else 0
-
-    if build_keys(source) and numbered is not source:
-        build_keys(source := numbered)
+    source, window = _build_item_keys(con, sources, source_at=source_at, export=export)
     new, replaced, special = con.execute(
         """
         SELECT count(*) FILTER (NOT existed),
@@ -677,7 +630,7 @@ def _write_items(
     with _then(con, "RESET disabled_optimizers"):
         if replaced:
             con.execute(
-                "DELETE FROM conversation_items WHERE id IN "
+                f"DELETE FROM conversation_items AS t WHERE {window} AND t.id IN "
                 "(SELECT id FROM item_keys WHERE existed AND NOT stale AND NOT stored_redacted)"
             )
         if new or replaced:
@@ -689,11 +642,103 @@ def _write_items(
                 """,
                 times,
             )
-        changed = _update_special_items(con, joined, values, times) if special else 0
+        changed = _update_special_items(con, joined, values, times, window) if special else 0
     return new + replaced + changed
 
 
-def _update_special_items(con: Connection, joined: str, values: dict[str, str], times: dict) -> int:
+# A stored item is looked for within its batch's time window widened by this much (an item's
+# timestamp never changes, but the API and the export might write it with other precision).
+WINDOW_MARGIN = timedelta(hours=1)
+
+
+def _build_item_keys(
+    con: Connection, sources: str | tuple[str, str], *, source_at: datetime, export: bool
+) -> tuple[str, str]:
+    """Create ``item_keys`` (see :func:`_write_items`); return the relation it was read from (the
+    numbered one when an id occurs twice) and the predicate on ``t`` that bounds stored look-ups."""
+    source, numbered = (sources, sources) if isinstance(sources, str) else sources
+    if export:
+        scoped = """
+            SELECT k.id, k.ord, c.customer_id FROM item_versions AS k
+            JOIN conversations AS c ON c.id = k.conversation_id AND c.deleted_at IS NULL
+            WHERE k.conversation_id NOT IN (SELECT conversation_id FROM scope_exclusions)
+        """
+        stale = "t.id IS NOT NULL AND t.source_at > $source_at"
+    else:
+        # Whatever Gladly still serves, an erased customer's items are never written again: not
+        # when the item, its conversation or the stored item belongs to a deleted profile.
+        scoped = """
+            SELECT k.id, k.ord, k.customer_id FROM item_versions AS k
+            WHERE NOT EXISTS (
+                SELECT 1 FROM customers AS e WHERE e.deleted_at IS NOT NULL AND (
+                    e.id = k.customer_id
+                    OR e.id IN (SELECT customer_id FROM conversations WHERE id = k.conversation_id)
+                    OR e.id IN (SELECT customer_id FROM conversation_items WHERE id = k.id)
+                )
+            )
+        """
+        stale = "false"
+    if _read_item_versions(con, source) and numbered is not source:
+        _read_item_versions(con, source := numbered)
+    window = _stored_window(con)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE item_keys AS
+        WITH scoped AS ({scoped})
+        SELECT s.id, s.ord, s.customer_id, k.versions, t.id IS NOT NULL AS existed,
+            coalesce(t.redacted, false) AS stored_redacted, t.deleted_at AS stored_deleted_at,
+            coalesce({stale}, false) AS stale,
+            coalesce(NOT t.redacted AND (t.text IS NOT NULL OR t.attachments > 0), false) AS had_body
+        FROM scoped AS s
+        JOIN item_versions AS k USING (id)
+        LEFT JOIN (
+            SELECT id, redacted, source_at, deleted_at, text,
+                coalesce(json_array_length(json_extract(raw, '$.content.attachments')), 0) AS attachments
+            FROM conversation_items AS t WHERE {window}
+        ) AS t ON t.id = s.id
+        """,
+        {"source_at": source_at} if export else None,
+    )
+    con.execute("DROP TABLE item_versions")
+    return source, window
+
+
+def _read_item_versions(con: Connection, relation: str) -> int:
+    """``item_versions``: per id of ``relation`` the last version's ``ord``, conversation and customer,
+    how many versions, and the earliest and latest timestamp. Returns how many ids occur twice."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE item_versions AS
+        SELECT e.id, max(ord) AS ord, arg_max(e.conversationId, ord) AS conversation_id,
+            arg_max(e.customerId, ord) AS customer_id, count(*) AS versions,
+            min(TRY_CAST(e.timestamp AS TIMESTAMPTZ)) AS first_at,
+            max(TRY_CAST(e.timestamp AS TIMESTAMPTZ)) AS last_at,
+            count(*) - count(TRY_CAST(e.timestamp AS TIMESTAMPTZ)) AS untimed
+        FROM (SELECT ord, from_json(raw, '{_ITEM_KEYS}') AS e FROM {relation})
+        GROUP BY e.id
+        HAVING e.id IS NOT NULL  -- after grouping: a WHERE would parse every line twice
+        """
+    )
+    row = con.execute("SELECT count(*) FILTER (versions > 1) FROM item_versions").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _stored_window(con: Connection) -> str:
+    """A predicate on stored items ``t``: within the batch's time window (plus ``WINDOW_MARGIN``),
+    or without a timestamp. Written as literals, so DuckDB skips the row groups outside it by their
+    min/max statistics; ``true`` when a batch item has no timestamp."""
+    first, last, untimed = con.execute(
+        "SELECT min(first_at), max(last_at), sum(untimed) FROM item_versions"
+    ).fetchone() or (None, None, 0)
+    if first is None or last is None or untimed:
+        return "true"
+    low, high = (first - WINDOW_MARGIN).isoformat(), (last + WINDOW_MARGIN).isoformat()
+    return f"(t.timestamp BETWEEN TIMESTAMPTZ '{low}' AND TIMESTAMPTZ '{high}' OR t.timestamp IS NULL)"
+
+
+def _update_special_items(
+    con: Connection, joined: str, values: dict[str, str], times: dict, window: str
+) -> int:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE item_updates AS
@@ -719,7 +764,7 @@ def _update_special_items(con: Connection, joined: str, values: dict[str, str], 
             con.execute(
                 f"""
                 UPDATE conversation_items AS t SET {", ".join(f"{c} = u.{c}" for c in columns)}
-                FROM item_updates AS u WHERE t.id = u.id AND u.action = '{action}'
+                FROM item_updates AS u WHERE {window} AND t.id = u.id AND u.action = '{action}'
                 """
             )
         )

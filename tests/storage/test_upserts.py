@@ -481,6 +481,25 @@ class TestExportItems:
             ("i2", "c-new", None),
         ]
 
+    @pytest.mark.parametrize(
+        ("stored_ts", "export_ts"),
+        [
+            ("2024-04-01T10:00:00Z", "2024-04-01T10:00:00.000Z"),
+            ("2024-04-01T10:00:00.123456Z", "2024-04-01T10:00:00.123Z"),  # other precision
+            ("2024-04-01T10:00:00Z", "not a time"),  # the part has an item without a time
+            ("not a time", "2024-04-01T10:00:00Z"),  # the store has one
+        ],
+    )
+    def test_the_stored_item_is_found_whatever_its_stored_time(self, con, tmp_path, stored_ts, export_ts):
+        """The look-up of stored items is bounded by the part's time window, and still finds (and
+        replaces, never duplicates) an item stored with another precision or without a time."""
+        store_conversations(con, conversation("v1"))
+        upserts.upsert_items(con, [item("i1", ts=stored_ts), item("far", ts="2020-01-01T00:00:00Z")],
+                             source_at=T0, synced_at=T0)
+        part = write_ndjson(tmp_path / "p.ndjson", [item("i1", text="again", ts=export_ts), item("i2")])
+        assert upserts.upsert_export_items(con, part, job_end_at=T1, synced_at=T2) == 2
+        assert table(con, "conversation_items", "id, text") == [("far", "hello"), ("i1", "again"), ("i2", "hello")]
+
     def test_stored_ids_stay_unique_across_parts(self, con, tmp_path):
         """Parts written one after the other never duplicate an id."""
         store_conversations(con, conversation("v1"))
