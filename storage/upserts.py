@@ -850,6 +850,32 @@ def _replace_reference(con: Connection, table: str, rows: Sequence[dict], column
         )
 
 
+REFERENCE_COLUMNS = {"inboxes": INBOX_COLUMNS, "agents": AGENT_COLUMNS, "topics": TOPIC_COLUMNS}
+
+
+def replace_reference_list(con: Connection, table: str, rows: Sequence[dict]) -> int:
+    """Upsert one reference list (``inboxes``, ``agents`` or ``topics``); returns how many of its rows
+    are new or differ from the stored ones (``raw``), i.e. how many the store did not already show."""
+    columns = REFERENCE_COLUMNS[table]
+    changed = _changed_rows(con, table, rows, columns)
+    _replace_reference(con, table, rows, columns)
+    return changed
+
+
+def _changed_rows(con: Connection, table: str, rows: Sequence[dict], columns: dict[str, str]) -> int:
+    """How many of ``rows`` are not in ``table`` or differ from it (by ``raw``)."""
+    if not rows:
+        return 0
+    with _staged(con, f"compare_{table}", _arrow(rows, columns)) as stage:
+        ((changed,),) = con.execute(
+            f"""
+            SELECT count(*) FROM {_last_wins(stage)} AS s LEFT JOIN {table} AS t ON t.id = s.id
+            WHERE t.id IS NULL OR t.raw::VARCHAR IS DISTINCT FROM s.raw
+            """
+        ).fetchall()
+    return int(changed)
+
+
 def replace_inboxes(con: Connection, rows: Sequence[dict]) -> int:
     """Upsert the inbox list; inboxes no longer listed are kept (old conversations name them)."""
     return _replace_reference(con, "inboxes", rows, INBOX_COLUMNS)
@@ -866,9 +892,12 @@ def replace_topics(con: Connection, rows: Sequence[dict]) -> int:
 
 
 def replace_organization(con: Connection, row: dict) -> int:
-    """Store the organization; the store holds one, so a row with another id replaces it."""
+    """Store the organization; the store holds one, so a row with another id replaces it. Returns 1
+    when the store did not already show it (new, or another ``raw``), else 0."""
+    changed = _changed_rows(con, "organization", [row], ORGANIZATION_COLUMNS)
     con.execute("DELETE FROM organization WHERE id <> ?", [row["id"]])
-    return _replace_reference(con, "organization", [row], ORGANIZATION_COLUMNS)
+    _replace_reference(con, "organization", [row], ORGANIZATION_COLUMNS)
+    return changed
 
 
 # --------------------------------------------------------------------------- cursors, export jobs, runs

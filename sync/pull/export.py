@@ -14,7 +14,7 @@ For each COMPLETED job not processed yet (by id and ``updatedAt``), oldest ``upd
 4. record the job, and drop the parts of known gaps that the job's window covers.
 
 ``reconcile_once(ctx)`` is the daemon's reconcile job: this pass, the reference lists
-(inboxes, agents, topics) and the snapshot.
+(inboxes, agents, topics) and the snapshot when the job changed data.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from gladly_sync.sync.pull.coverage import (
 )
 from gladly_sync.sync.pull.parts import PART_LINES, PartCutter, SkippedLine, customer_chunks, scan_items_part
 from gladly_sync.sync.pull.resolve import BATCH, WORKERS, Batch, Resolver, Tally, chunks
+from gladly_sync.sync.pull.snapshot import publish_if_changed
 from gladly_sync.sync.runs import run_job
 
 from gladly_sync.errors import MalformedResponse
@@ -398,22 +399,31 @@ def _after(moment: Any, end_at: datetime) -> bool:
 # --------------------------------------------------------------------------- reference lists
 
 
-def refresh_references(ctx: Context, client: GladlyClient) -> dict[str, int]:
-    """Replace the organization, inboxes, agents and topics with Gladly's current ones (4 requests)."""
+def refresh_references(ctx: Context, client: GladlyClient, tally: Tally | None = None) -> dict[str, int]:
+    """Replace the organization, inboxes, agents and topics with Gladly's current ones (4 requests);
+    returns how many each holds, and counts the rows new or changed in ``tally.reference_changes``."""
     organization = client.get_organization()
     inboxes, agents, topics = client.list_inboxes(), client.list_agents(), client.list_topics()
     now = ctx.clock()
+    lists = (
+        ("inboxes", [rowmaps.inbox_row(raw, synced_at=now) for raw in inboxes]),
+        ("agents", [rowmaps.agent_row(raw, synced_at=now) for raw in agents]),
+        ("topics", [rowmaps.topic_row(raw, synced_at=now) for raw in topics]),
+    )
+    changes = 0
     with ctx.db.transaction() as con:
-        upserts.replace_organization(con, rowmaps.organization_row(organization, synced_at=now))
-        upserts.replace_inboxes(con, [rowmaps.inbox_row(raw, synced_at=now) for raw in inboxes])
-        upserts.replace_agents(con, [rowmaps.agent_row(raw, synced_at=now) for raw in agents])
-        upserts.replace_topics(con, [rowmaps.topic_row(raw, synced_at=now) for raw in topics])
+        changes += upserts.replace_organization(con, rowmaps.organization_row(organization, synced_at=now))
+        for table, rows in lists:
+            changes += upserts.replace_reference_list(con, table, rows)
+    if tally is not None:
+        tally.reference_changes += changes
     ctx.log.info(
         "references_refreshed",
         organization_id=organization.get("id"),
         inboxes=len(inboxes),
         agents=len(agents),
         topics=len(topics),
+        changed=changes,
     )
     return {"organization": 1, "inboxes": len(inboxes), "agents": len(agents), "topics": len(topics)}
 
@@ -429,15 +439,17 @@ def reconcile_once(ctx: Context, *, progress: Progress | None = None) -> ExportS
         tally = Tally()
         try:
             summary = reconcile(ctx, client, progress=progress, resolver=Resolver(ctx, client, tally, pool))
-            tally.rows.update(refresh_references(ctx, client))
+            tally.rows.update(refresh_references(ctx, client, tally))
             summary.rows = dict(tally.rows)
             with ctx.db.transaction() as con:
                 upserts.save_cursor(con, RECONCILE_STREAM, ctx.clock().isoformat(), ctx.clock())
+        except BaseException:
+            publish_if_changed(ctx, tally, failing=True)
+            raise
         finally:
             run.rows = dict(tally.rows)
             run.requests, run.rate_limited = client.requests, client.rate_limited
-        if ctx.settings.storage.snapshot_path is not None:
-            ctx.db.publish_snapshot(ctx.settings.storage.snapshot_path)
+        publish_if_changed(ctx, tally)
         summary.requests, summary.rate_limited = client.requests, client.rate_limited
         summary.duration_seconds = round(time.monotonic() - started, 3)
         ctx.log.info(

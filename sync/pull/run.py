@@ -17,7 +17,7 @@ A run, in order:
 3. **Export pass** (``export.py``) when the store is fresh, on ``--full``/``--since``, after a
    cursor fell out of Gladly's 24 h window, or when ``reconcile_every`` has passed: backfill and
    gap repair from export jobs, then the reference lists. It counts as a reconcile pass.
-4. Publish the read snapshot.
+4. Publish the read snapshot, when the run changed data (``snapshot.py``).
 
 Local work is never the bottleneck: requests go out on a small thread pool and the client's pacer
 keeps them at the rate budget; the database is opened per batch, never across a request. The run's
@@ -40,6 +40,7 @@ from gladly_sync.sync.context import Context
 from gladly_sync.sync.pull.coverage import RECONCILE_STREAM, utc_iso
 from gladly_sync.sync.pull.events import CURSOR_EXPIRY, EVENTS_STREAM, FIRST_LOOKBACK, events_pass
 from gladly_sync.sync.pull.export import reconcile, refresh_references
+from gladly_sync.sync.pull.snapshot import publish_if_changed
 from gladly_sync.sync.pull.resolve import WORKERS, Resolver, Tally
 from gladly_sync.sync.runs import RunHandle, run_job
 
@@ -69,6 +70,7 @@ class SyncSummary:
     duration_seconds: float = 0.0
     export_jobs: int = 0
     reconciled: bool = False
+    snapshot_published: bool = False
     events_start_at: str | None = None
     events_end_at: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -162,10 +164,12 @@ def sync_once(
             _warn_expired(log, tally, plan)
         try:
             _passes(ctx, resolver, plan, summary, now=now, full=full, since=since, progress=progress)
+        except BaseException:
+            publish_if_changed(ctx, tally, failing=True)
+            raise
         finally:
             _fill(summary, run, tally, client, started)
-        if ctx.settings.storage.snapshot_path is not None:
-            ctx.db.publish_snapshot(ctx.settings.storage.snapshot_path)
+        summary.snapshot_published = publish_if_changed(ctx, tally)
         summary.duration_seconds = round(time.monotonic() - started, 3)
         _log_finished(log, summary)
     return summary
@@ -196,7 +200,7 @@ def _passes(
         )
         summary.export_jobs = exported.jobs_processed
     if plan.reconcile_due:
-        resolver.tally.rows.update(refresh_references(ctx, client))
+        resolver.tally.rows.update(refresh_references(ctx, client, resolver.tally))
         with ctx.db.transaction() as con:
             upserts.save_cursor(con, RECONCILE_STREAM, utc_iso(now), ctx.clock())
         summary.reconciled = True
