@@ -12,7 +12,7 @@ from gladly_sync.sync.pull.parts import (
     SkippedLine,
     customer_chunks,
     parse_line,
-    scan_items_part,
+    prepare_items_part,
 )
 
 from gladly_sync.errors import MalformedResponse
@@ -84,19 +84,27 @@ class TestBadLines:
         reason = parse_line(line)[1]
         assert (reason is None) if problem is None else (reason or "").startswith(problem)
 
-    def test_items_part_with_a_bad_line_is_scanned_without_it(self, tmp_path):
-        """DuckDB refuses the part: the bad line is blanked and recorded with its number in the file."""
+    def test_items_part_with_a_bad_line_is_prepared_without_it(self, tmp_path):
+        """DuckDB refuses the part: the bad line is blanked and recorded with its number in the file,
+        and the other lines become typed rows (off the store) with their conversation ids."""
         part = tmp_path / "p.jsonl"
-        lines = [json.dumps({"id": "i1", "conversationId": "c1"}), '{"id": "i2", "conversationId": ', json.dumps(
-            {"id": "i3", "conversationId": "c2"}
-        )]
+        lines = [
+            json.dumps({"id": "i1", "conversationId": "c2", "timestamp": "2024-04-01T10:00:00"}),
+            '{"id": "i2", "conversationId": ',
+            json.dumps({"id": "i3", "conversationId": "c1", "timestamp": "2024-04-01T11:00:00Z"}),
+            json.dumps({"id": "i4", "conversationId": "c2", "timestamp": "2024-04-01T12:00:00Z"}),
+        ]
         part.write_text("\n".join(lines) + "\n")
         with duckdb.connect() as con:
-            ids, skipped = scan_items_part(con, part, 200_001, job_id="j1", filename=ITEMS)
-        assert ids == ["c1", "c2"]
+            prepared, ids, skipped = prepare_items_part(con, part, 200_001, job_id="j1", filename=ITEMS)
+            rows = con.execute(
+                f"SELECT id, conversation_id, epoch(timestamp) FROM read_parquet('{prepared}') ORDER BY ord"
+            ).fetchall()
+        assert ids == ["c2", "c1"]
+        assert rows == [("i1", "c2", 1711965600.0), ("i3", "c1", 1711969200.0), ("i4", "c2", 1711972800.0)]
         assert [(s.file, s.line) for s in skipped] == [(ITEMS, 200_002)]
         assert skipped[0].reason.startswith("not valid JSON")
-        assert part.read_text().splitlines()[1] == ""
+        assert not part.exists()
 
     def test_customer_lines_that_are_not_customers_are_recorded(self, tmp_path):
         """A customers line that is not JSON, or has no id, is skipped and recorded; the rest read."""

@@ -372,6 +372,23 @@ class TestUpsertItems:
 
 
 class TestExportItems:
+    """Every rule holds for a part as Gladly serves it (ndjson) and as the export pass hands it over,
+    prepared off the store (Parquet)."""
+
+    @pytest.fixture(params=["ndjson", "prepared"], autouse=True)
+    def part_form(self, request, monkeypatch):
+        if request.param == "prepared":
+            upsert = upserts.upsert_export_items
+
+            def via_parquet(con, path, **times):
+                prepared = Path(path).with_suffix(".parquet")
+                with duckdb.connect() as memory:
+                    upserts.prepare_export_items(memory, path, prepared)
+                return upsert(con, prepared, **times)
+
+            monkeypatch.setattr(upserts, "upsert_export_items", via_parquet)
+        return request.param
+
     def test_a_failing_part_raises_its_own_error(self, db, tmp_path):
         """A malformed part fails with DuckDB's parse error, not the aborted transaction's cleanup error."""
         part = tmp_path / "bad.ndjson"
@@ -395,12 +412,9 @@ class TestExportItems:
                 item("i4", "v-excluded"),
             ],
         )
-        assert upserts.export_file_conversation_ids(con, part) == [
-            "v1",
-            "v-unknown",
-            "v-deleted",
-            "v-excluded",
-        ]
+        with duckdb.connect() as memory:
+            ids = upserts.prepare_export_items(memory, part, tmp_path / "ids.parquet")
+        assert ids == ["v1", "v-unknown", "v-deleted", "v-excluded"]
         assert upserts.upsert_export_items(con, part, job_end_at=T1, synced_at=T2) == 1
         assert table(con, "conversation_items", ITEM_COLS + ", synced_at") == [
             ("i1", "v1", "c1", "hello", False, None, T1, T2)
