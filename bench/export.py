@@ -82,8 +82,8 @@ def phase(result: dict[str, Any], *names: str) -> float:
 
 
 def local_seconds(result: dict[str, Any]) -> float:
-    """Local work: cutting parts (inside the download), the id scan left once the items download is
-    done (the rest overlaps it), the upsert transactions."""
+    """Local work: cutting parts (inside the download), the preparing (JSON -> typed rows, ids) left
+    once the items download is done (the rest overlaps it), the upsert transactions."""
     scan_tail = max(phase(result, "items") - phase(result, "download_items"), 0.0)
     return phase(result, "cut", "upsert") + scan_tail
 
@@ -93,7 +93,7 @@ def size_rows(items: int, results: Sequence[dict[str, Any]]) -> list[Row]:
     rows = [
         Row(
             name,
-            "local items/s (cut + id scan after download + upsert)",
+            "local items/s (cut + prepare after download + upsert)",
             [items / local_seconds(r) for r in results],
             "/s",
             Target(">=", 100_000),
@@ -131,13 +131,13 @@ def size_rows(items: int, results: Sequence[dict[str, Any]]) -> list[Row]:
         Row(name, "cut phase (parts cut as the body arrives)", [phase(r, "cut") for r in results], "s"),
         Row(
             name,
-            "id scan (in-memory DuckDB, overlapping the download)",
-            [phase(r, "scan") for r in results],
+            "prepare parts (in-memory DuckDB: typed rows + ids; overlaps the download)",
+            [phase(r, "prepare") for r in results],
             "s",
         ),
         Row(
             name,
-            "id scan left after the items download",
+            "prepare left after the items download",
             [max(phase(r, "items") - phase(r, "download_items"), 0.0) for r in results],
             "s",
         ),
@@ -187,7 +187,7 @@ def size_rows(items: int, results: Sequence[dict[str, Any]]) -> list[Row]:
         ),
         Row(
             name,
-            "peak RSS before the upsert (download, cut, id scan)",
+            "peak RSS before the upsert (download, cut, prepare)",
             [mb(r["peak_before_upsert_kib"]) for r in results],
             "MB",
             digits=0,

@@ -7,15 +7,16 @@ product functions that make them up:
 
     download   GladlyClient.download_export_file   HTTP body streamed into the part cutter
     cut        PartCutter.write                     the body cut into parts of 100k lines (inside download)
-    items      export._download_items               the items download + the id scans it overlaps
-    scan       export.scan_items_part               an in-memory DuckDB reads a part's conversation ids
-                                                    (worker thread, overlapping the download)
+    items      export._download_items               the items download + the preparing it overlaps
+    prepare    export.prepare_items_part            an in-memory DuckDB turns a part into typed rows
+                                                    (Parquet) and reads its conversation ids (worker
+                                                    thread, overlapping the download)
     upsert     the transactions that call upserts.upsert_export_items (connect + upsert + commit)
     customers  upserts.merge_export_customers
     snapshot   Database.publish_snapshot            CHECKPOINT + file copy + rename
 
-Local work is ``cut`` + the id scan left after the items download (``items`` - items ``download``)
-+ ``upsert``. Beside it, the same run measures the DuckDB limit: the same file downloaded again to
+Local work is ``cut`` + the preparing left after the items download (``items`` - items
+``download``) + ``upsert``. Beside it, the same run measures the DuckDB limit: the same file downloaded again to
 disk and inserted, transformed by the same SQL, into an empty store in one plain INSERT
 (``limit_seconds``): the fastest upsert DuckDB can do of that file on this machine, now.
 
@@ -189,7 +190,7 @@ def run_export(config: str, memory_limit: str | None = None, part_lines: int | N
     GladlyClient.download_export_file = phases.wrap("download", download_timed)  # type: ignore[method-assign]
     PartCutter.write = phases.count("cut", write_and_count)  # type: ignore[method-assign]
     export._download_items = phases.wrap("items", export._download_items)
-    export.scan_items_part = phases.count("scan", export.scan_items_part)
+    export.prepare_items_part = phases.count("prepare", export.prepare_items_part)
     upserts.upsert_export_items = phases.wrap("upsert_call", upserts.upsert_export_items, before_upsert)
     upserts.merge_export_customers = phases.wrap("customers", upserts.merge_export_customers)
     ctx.db.publish_snapshot = phases.wrap("snapshot", ctx.db.publish_snapshot)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -475,6 +476,8 @@ _ALL_ITEM_COLUMNS = (*(c for c in ITEM_COLUMNS if c != "content"), "deleted_at",
 # An item is redacted when Gladly says so (a deleted recording), or when a version stored with a
 # body comes back emptied: Gladly's redact empties an item and sends nothing else.
 _REDACTED = "(s.redacted OR (s.emptied AND k.had_body))"
+# Row groups of a prepared export part (Parquet), as small as the store's: flat memory.
+_PREPARED_ROW_GROUP = 10240
 # Pass 1 of an items write reads only these.
 _ITEM_KEYS = json.dumps(
     {"id": "VARCHAR", "conversationId": "VARCHAR", "customerId": "VARCHAR", "timestamp": "VARCHAR"}
@@ -505,7 +508,7 @@ def upsert_items(
         }
     )
     with _staged(con, "stage_item_json", table) as stage:
-        written = _write_items(con, stage, source_at=source_at, synced_at=synced_at)
+        written = _write_items(con, _from_json(stage), source_at=source_at, synced_at=synced_at)
         if complete_conversation_id is not None:
             con.execute(
                 """
@@ -530,39 +533,81 @@ def stored_item_ids(con: Connection, ids: Iterable[str]) -> set[str]:
     return {row[0] for row in rows}
 
 
-def export_file_conversation_ids(con: Connection, ndjson_path: Path | str) -> list[str]:
-    """The distinct ``conversationId``s of an export items file, in first-seen order."""
+@dataclass(frozen=True)
+class _ItemRelations:
+    """A batch of items as SQL: ``keys`` gives ord, id, conversation_id, customer_id and ``item_at`` (the
+    item's time); ``rows`` gives every ``conversation_items`` column of :data:`ITEM_COLUMNS` + ord."""
+
+    keys: str
+    rows: str
+
+
+def _from_json(relation: str) -> _ItemRelations:
+    """Items as JSON text (``raw`` + ``ord``): the keys pass parses only the key fields."""
+    keys = f"""
+        SELECT ord, e.id AS id, e.conversationId AS conversation_id, e.customerId AS customer_id,
+            TRY_CAST(e.timestamp AS TIMESTAMPTZ) AS item_at
+        FROM (SELECT ord, from_json(raw, '{_ITEM_KEYS}') AS e FROM {relation})
+    """
+    return _ItemRelations(keys=keys, rows=items_select_sql(relation))
+
+
+def _from_prepared(path: Path | str) -> _ItemRelations:
+    """Items already transformed by :func:`prepare_export_items` (a Parquet file)."""
+    relation = f"read_parquet({_sql_string(str(path))})"
+    return _ItemRelations(
+        keys=f"SELECT ord, id, conversation_id, customer_id, timestamp AS item_at FROM {relation}",
+        rows=f"SELECT * FROM {relation}",
+    )
+
+
+def _numbered_lines(ndjson_path: Path | str) -> str:
+    """An ndjson file's objects as ``raw`` + ``ord`` (the line's number among the file's objects)."""
+    path = _sql_string(str(ndjson_path))
+    return f"(SELECT json AS raw, ordinality AS ord FROM read_ndjson_objects({path}) WITH ORDINALITY)"
+
+
+def prepare_export_items(con: Connection, ndjson_path: Path | str, prepared_path: Path | str) -> list[str]:
+    """Transform an export items part with the items SQL into a Parquet file, and return its
+    distinct conversation ids, first seen first.
+
+    ``con`` is an in-memory DuckDB, not the store: this is the part of an export ingest that parses
+    JSON (most of its work), done while the file downloads, so the store's transaction for the part
+    only reads typed columns (:func:`upsert_export_items` with the Parquet file). Raises DuckDB's
+    ``InvalidInputException`` for a line that is not JSON.
+    """
+    target = _sql_string(str(prepared_path))
+    con.execute("SET TimeZone = 'UTC'")  # as the store's: a time without an offset is UTC
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(
+        f"COPY (SELECT * EXCLUDE (content) FROM ({items_select_sql(_numbered_lines(ndjson_path))})) "
+        f"TO {target} (FORMAT parquet, ROW_GROUP_SIZE {_PREPARED_ROW_GROUP})"
+    )
     rows = con.execute(
-        f"""
-        SELECT conversation_id FROM (
-            SELECT json_extract_string(json, '$.conversationId') AS conversation_id, min(ordinality) AS first
-            FROM read_ndjson_objects({_sql_string(str(ndjson_path))}) WITH ORDINALITY
-            GROUP BY ALL
-        ) WHERE conversation_id IS NOT NULL ORDER BY first
-        """
+        f"SELECT conversation_id FROM read_parquet({target}) WHERE conversation_id IS NOT NULL "
+        "GROUP BY conversation_id ORDER BY min(ord)"
     ).fetchall()
     return [row[0] for row in rows]
 
 
 def upsert_export_items(
-    con: Connection, ndjson_path: Path | str, *, job_end_at: datetime, synced_at: datetime
+    con: Connection, path: Path | str, *, job_end_at: datetime, synced_at: datetime
 ) -> int:
-    """Items from one export ndjson part (~100k lines); DuckDB reads and transforms the file itself.
+    """Items from one export part (~100k lines): the ndjson Gladly serves, or the Parquet file
+    :func:`prepare_export_items` made of it (then no JSON is parsed while the store is held).
 
     Only items of conversations in the store (not deleted, not excluded by the inbox filter) are
     written, with ``source_at`` = ``job_end_at`` and the conversation's current customer. An item
     read from the API after ``job_end_at`` is not overwritten unless the export shows it redacted;
     a redacted item is never un-redacted; an item's ``deleted_at`` is kept. Returns rows written.
 
-    Call it once per part, each in its own transaction, so the file lock is released in between.
-    Measured (2 cores, 100k-line parts of ~700-byte items, raw kept): ~100k items/s, process peak
-    RSS ~300 MB of which ~105 MB is Python and its imports; memory does not grow with the part count.
+    Call it once per part, each in its own transaction, so the store is handed over in between.
     """
-    path = _sql_string(str(ndjson_path))
-    sources = (
-        f"(SELECT json AS raw, 0::BIGINT AS ord FROM read_ndjson_objects({path}))",
-        f"(SELECT json AS raw, ordinality AS ord FROM read_ndjson_objects({path}) WITH ORDINALITY)",
-    )
+    if str(path).endswith(".parquet"):
+        sources: _ItemRelations | tuple[_ItemRelations, _ItemRelations] = _from_prepared(path)
+    else:
+        cheap = f"(SELECT json AS raw, 0::BIGINT AS ord FROM read_ndjson_objects({_sql_string(str(path))}))"
+        sources = (_from_json(cheap), _from_json(_numbered_lines(path)))
     # Stream: no insertion order to keep (``ord`` numbers the lines), and each row group is
     # written to the file as soon as it fills instead of buffering five of them.
     con.execute("SET preserve_insertion_order = false")
@@ -581,28 +626,28 @@ def upsert_export_items(
 
 def _write_items(
     con: Connection,
-    sources: str | tuple[str, str],
+    sources: _ItemRelations | tuple[_ItemRelations, _ItemRelations],
     *,
     source_at: datetime,
     synced_at: datetime,
     export: bool = False,
 ) -> int:
-    """Write items from a relation of ``raw`` JSON text + ``ord`` (its position in the batch).
+    """Write a batch of items (see :class:`_ItemRelations`).
 
-    ``sources`` is one relation, or a pair for a file: a cheap one whose ``ord`` is constant and one
-    that numbers the lines, used only when an id occurs twice. Two passes, so that wide rows are
+    ``sources`` is one batch, or a pair for an ndjson file: a cheap one whose ``ord`` is constant and
+    one that numbers the lines, used only when an id occurs twice. Two passes, so that wide rows are
     never held in memory:
 
     1. ``item_keys`` (:func:`_build_item_keys`): per id the last version's ``ord`` (only ids,
-       conversation ids and timestamps are read), the stored row's state, and whether it is
-       ``stale`` (export only: the stored row was read from the API after the job's end,
-       ``source_at`` here). Stored rows are looked up only within the batch's time window
-       (:func:`_stored_window`), so the pass does not grow with the store.
-    2. The full transform streams into the table for new ids and plain replacements (stored row
-       neither stale nor redacted: delete + insert). The rare rest needs the new version's
-       ``redacted`` and goes through a small temp table holding only the rows that change:
-       ``redact`` (stale, now redacted: body only), ``keep_redacted`` (stored redacted, new version
-       not: all but the emptied body) and ``replace`` (stored redacted, new one too).
+       conversation ids and times are read), the stored row's state, and whether it is ``stale``
+       (export only: the stored row was read from the API after the job's end, ``source_at`` here).
+       Stored rows are looked up only within the batch's time window (:func:`_stored_window`), so
+       the pass does not grow with the store.
+    2. The full rows stream into the table for new ids and plain replacements (stored row neither
+       stale nor redacted: delete + insert). The rare rest needs the new version's ``redacted`` and
+       goes through a small temp table holding only the rows that change: ``redact`` (stale, now
+       redacted: body only), ``keep_redacted`` (stored redacted, new version not: all but the
+       emptied body) and ``replace`` (stored redacted, new one too).
     """
     source, window = _build_item_keys(con, sources, source_at=source_at, export=export)
     new, replaced, special = con.execute(
@@ -625,7 +670,7 @@ def _write_items(
     times = {"synced_at": synced_at, "source_at": source_at}
     # item_keys must be the hash join's build side: the optimizer, misled by the file scan's tiny
     # estimate, would otherwise build (hold in memory) the wide transformed rows.
-    joined = f"({items_select_sql(source)}) AS s JOIN item_keys AS k ON k.id = s.id AND k.ord = s.ord"
+    joined = f"({source.rows}) AS s JOIN item_keys AS k ON k.id = s.id AND k.ord = s.ord"
     con.execute("SET disabled_optimizers = 'join_order,build_side_probe_side'")
     with _then(con, "RESET disabled_optimizers"):
         if replaced:
@@ -652,11 +697,15 @@ WINDOW_MARGIN = timedelta(hours=1)
 
 
 def _build_item_keys(
-    con: Connection, sources: str | tuple[str, str], *, source_at: datetime, export: bool
-) -> tuple[str, str]:
-    """Create ``item_keys`` (see :func:`_write_items`); return the relation it was read from (the
+    con: Connection,
+    sources: _ItemRelations | tuple[_ItemRelations, _ItemRelations],
+    *,
+    source_at: datetime,
+    export: bool,
+) -> tuple[_ItemRelations, str]:
+    """Create ``item_keys`` (see :func:`_write_items`); return the batch it was read from (the
     numbered one when an id occurs twice) and the predicate on ``t`` that bounds stored look-ups."""
-    source, numbered = (sources, sources) if isinstance(sources, str) else sources
+    source, numbered = (sources, sources) if isinstance(sources, _ItemRelations) else sources
     if export:
         scoped = """
             SELECT k.id, k.ord, c.customer_id FROM item_versions AS k
@@ -703,20 +752,18 @@ def _build_item_keys(
     return source, window
 
 
-def _read_item_versions(con: Connection, relation: str) -> int:
-    """``item_versions``: per id of ``relation`` the last version's ``ord``, conversation and customer,
-    how many versions, and the earliest and latest timestamp. Returns how many ids occur twice."""
+def _read_item_versions(con: Connection, batch: _ItemRelations) -> int:
+    """``item_versions``: per id of the batch the last version's ``ord``, conversation and customer,
+    how many versions, and the earliest and latest time. Returns how many ids occur twice."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE item_versions AS
-        SELECT e.id, max(ord) AS ord, arg_max(e.conversationId, ord) AS conversation_id,
-            arg_max(e.customerId, ord) AS customer_id, count(*) AS versions,
-            min(TRY_CAST(e.timestamp AS TIMESTAMPTZ)) AS first_at,
-            max(TRY_CAST(e.timestamp AS TIMESTAMPTZ)) AS last_at,
-            count(*) - count(TRY_CAST(e.timestamp AS TIMESTAMPTZ)) AS untimed
-        FROM (SELECT ord, from_json(raw, '{_ITEM_KEYS}') AS e FROM {relation})
-        GROUP BY e.id
-        HAVING e.id IS NOT NULL  -- after grouping: a WHERE would parse every line twice
+        SELECT id, max(ord) AS ord, arg_max(conversation_id, ord) AS conversation_id,
+            arg_max(customer_id, ord) AS customer_id, count(*) AS versions,
+            min(item_at) AS first_at, max(item_at) AS last_at, count(*) - count(item_at) AS untimed
+        FROM ({batch.keys})
+        GROUP BY id
+        HAVING id IS NOT NULL  -- after grouping: a WHERE would parse every line twice
         """
     )
     row = con.execute("SELECT count(*) FILTER (versions > 1) FROM item_versions").fetchone()

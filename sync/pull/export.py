@@ -3,9 +3,9 @@
 For each COMPLETED job not processed yet (by id and ``updatedAt``), oldest ``updatedAt`` first:
 
 1. stream ``conversation_items.jsonl`` and ``customers.jsonl`` into part files of ``PART_LINES``
-   lines as they download (:mod:`sync.pull.parts`: never a whole file on disk or in memory), the
-   conversation ids of each items part read off the store (an in-memory DuckDB) meanwhile; lines
-   that are not valid JSON are skipped and recorded with the job;
+   lines as they download (:mod:`sync.pull.parts`: never a whole file on disk or in memory); each
+   items part is meanwhile transformed into typed rows and its conversation ids collected, off the
+   store (an in-memory DuckDB); lines that are not valid JSON are skipped and recorded with the job;
 2. resolve each distinct conversation's current inbox with one ``GET /conversations/{id}``, unless
    the store read it from the API after the job's ``parameters.endAt`` (or found it out of scope
    after that); store the in-scope ones, their missing customers, and the exclusions;
@@ -40,7 +40,7 @@ from gladly_sync.sync.pull.coverage import (
     save_gaps,
     subtract_windows,
 )
-from gladly_sync.sync.pull.parts import PART_LINES, PartCutter, SkippedLine, customer_chunks, scan_items_part
+from gladly_sync.sync.pull.parts import PART_LINES, PartCutter, SkippedLine, customer_chunks, prepare_items_part
 from gladly_sync.sync.pull.resolve import BATCH, WORKERS, Batch, Resolver, Tally, chunks
 from gladly_sync.sync.pull.snapshot import publish_if_changed
 from gladly_sync.sync.runs import run_job
@@ -51,7 +51,7 @@ __all__ = ["ExportSummary", "JobFiles", "reconcile", "reconcile_once", "refresh_
 
 ITEMS_FILE = "conversation_items.jsonl"
 CUSTOMERS_FILE = "customers.jsonl"
-SCAN_MEMORY = "100MB"  # the in-memory DuckDB that reads the parts' conversation ids
+SCAN_MEMORY = "150MB"  # the in-memory DuckDB that prepares the items parts (off the store)
 LOOKUP_CHUNK = 5_000
 PROGRESS_EVERY = 5.0  # seconds between export_progress log events
 
@@ -98,27 +98,29 @@ class JobFiles:
 
 
 def _download_items(client: GladlyClient, job_id: str, folder: Path, files: JobFiles) -> None:
-    """Download the items file into parts; each finished part is scanned for its conversation ids by
-    an in-memory DuckDB in a worker thread while the download goes on."""
-    scans: dict[tuple[int, int], Future[tuple[list[str], list[SkippedLine]]]] = {}
+    """Download the items file into parts; each finished part is prepared (transformed into typed
+    rows, its conversation ids collected) by an in-memory DuckDB in a worker thread while the
+    download goes on."""
+    scans: dict[tuple[int, int], Future[tuple[Path, list[str], list[SkippedLine]]]] = {}
     with (
-        duckdb.connect(config={"threads": 1, "memory_limit": SCAN_MEMORY}) as scanner,
+        duckdb.connect(config={"threads": 2, "memory_limit": SCAN_MEMORY}) as scanner,
         ThreadPoolExecutor(1, thread_name_prefix="export-scan") as pool,
     ):
 
         def scan(part: Path, index: int) -> None:
             first = files.first_line(index)
             scans[(cutter.attempt, index)] = pool.submit(
-                scan_items_part, scanner, part, first, job_id=job_id, filename=ITEMS_FILE
+                prepare_items_part, scanner, part, first, job_id=job_id, filename=ITEMS_FILE
             )
 
         cutter = PartCutter(job_id, ITEMS_FILE, folder, lines_per_part=files.lines_per_part, on_part=scan)
         if not client.download_export_file(job_id, ITEMS_FILE, cutter):
             return
-        files.item_parts = cutter.finish()
+        parts = cutter.finish()
         seen: dict[str, None] = {}
-        for index in range(len(files.item_parts)):  # an earlier attempt's scans are ignored
-            ids, skipped = scans[(cutter.attempt, index)].result()
+        for index in range(len(parts)):  # an earlier attempt's scans are ignored
+            prepared, ids, skipped = scans[(cutter.attempt, index)].result()
+            files.item_parts.append(prepared)
             seen.update(dict.fromkeys(ids))
             files.skipped += skipped
         files.conversation_ids = list(seen)

@@ -4,8 +4,9 @@ An export file (``conversation_items.jsonl``: up to millions of lines) is never 
 read twice in Python. :class:`PartCutter` is the download's sink: it cuts the HTTP body into part
 files of ``PART_LINES`` lines as the bytes arrive, refuses a body that is not ndjson at all (an HTML
 page: the job fails naming the job, the file and what came back), and hands each finished part to a
-scan in a worker thread while the download goes on. The scan (:func:`scan_items_part`) runs on an
-in-memory DuckDB, never on the store, and collects the part's conversation ids.
+worker thread while the download goes on. There :func:`prepare_items_part` parses the part once, on
+an in-memory DuckDB (never the store): the items SQL turns it into typed rows in a Parquet file, and
+its conversation ids are collected. The store is then held per part only to merge typed rows.
 
 A line that is not valid JSON is skipped and recorded (:class:`SkippedLine`: file, line number,
 reason); the part is rewritten with that line blank (DuckDB skips blank lines), so the rest of the
@@ -27,7 +28,7 @@ from gladly_sync.storage import upserts
 
 from gladly_sync.errors import MalformedResponse
 
-__all__ = ["PART_LINES", "PartCutter", "SkippedLine", "customer_chunks", "scan_items_part"]
+__all__ = ["PART_LINES", "PartCutter", "SkippedLine", "customer_chunks", "prepare_items_part"]
 
 PART_LINES = 100_000
 CUSTOMER_CHUNK = 5_000
@@ -173,22 +174,28 @@ def blank_bad_lines(part: Path, filename: str, first_line: int) -> list[SkippedL
     return skipped
 
 
-def scan_items_part(
+def prepare_items_part(
     con: duckdb.DuckDBPyConnection, part: Path, first_line: int, *, job_id: str, filename: str
-) -> tuple[list[str], list[SkippedLine]]:
-    """The part's distinct conversation ids (first seen first) read by ``con`` (an in-memory DuckDB),
-    and its bad lines: when DuckDB refuses the part, they are found, blanked and the part read again.
-    ``first_line`` is the file's line number of the part's first line."""
+) -> tuple[Path, list[str], list[SkippedLine]]:
+    """Transform an items part into a Parquet file beside it with ``con`` (an in-memory DuckDB, not
+    the store: :func:`storage.upserts.prepare_export_items`) and remove the ndjson. Returns the
+    Parquet file, the part's distinct conversation ids (first seen first) and its bad lines: when
+    DuckDB refuses the part, they are found, blanked and the part read again. ``first_line`` is the
+    file's line number of the part's first line."""
+    prepared = part.with_suffix(".parquet")
+    skipped: list[SkippedLine] = []
     try:
-        return upserts.export_file_conversation_ids(con, part), []
+        ids = upserts.prepare_export_items(con, part, prepared)
     except duckdb.InvalidInputException:
         skipped = blank_bad_lines(part, filename, first_line)
-    try:
-        return upserts.export_file_conversation_ids(con, part), skipped
-    except duckdb.InvalidInputException as exc:
-        raise MalformedResponse(
-            f"export job {job_id}: {filename} from line {first_line} cannot be read ({str(exc)[:300]})"
-        ) from exc
+        try:
+            ids = upserts.prepare_export_items(con, part, prepared)
+        except duckdb.InvalidInputException as exc:
+            raise MalformedResponse(
+                f"export job {job_id}: {filename} from line {first_line} cannot be read ({str(exc)[:300]})"
+            ) from exc
+    part.unlink()
+    return prepared, ids, skipped
 
 
 def customer_chunks(
