@@ -49,7 +49,6 @@ def _duckdb_dialect():  # type: ignore[no-untyped-def]
 
 
 def create_table_statements() -> list[str]:
-def create_table_statements() -> list[str]:
     """``CREATE TABLE IF NOT EXISTS`` for every SQLModel table, compiled for DuckDB.
 
     SQLAlchemy and the table models are imported here (and in the other functions that need them),
