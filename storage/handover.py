@@ -98,8 +98,8 @@ class Handover:
         gate, turn = _open(self.gate_path), _open(self.turn_path)
         try:
             self._take(gate, turn, shared, wait_seconds, started)
-            os.ftruncate(turn, 0)
-            os.pwrite(turn, f"{os.getpid()}\n".encode(), 0)
+            # fixed width, written in place: no truncation (block freeing) on every turn
+            os.pwrite(turn, f"{os.getpid():>10}\n".encode(), 0)
             yield self._clock() - started
         finally:
             os.close(turn)  # closing releases the flock
