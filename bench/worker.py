@@ -1,16 +1,24 @@
-"""``python -m bench.worker {export,drain} --config PATH``: one product pass in a fresh process, timed
-from inside, with the process's peak memory; prints one JSON document on stdout.
+"""``python -m bench.worker {export,drain,enqueue-api} --config PATH``: one product pass in a fresh
+process, timed from inside, with the process's peak memory; prints one JSON document on stdout.
 
-``export`` runs ``sync.export.reconcile_once`` (the daemon's reconcile job: the export pass, the
-reference lists, the snapshot) and times its phases by wrapping, in this process only, the product
-functions that make them up:
+``export`` runs ``sync.pull.export.reconcile_once`` (the daemon's reconcile job: the export pass,
+the reference lists, the snapshot) and times its phases by wrapping, in this process only, the
+product functions that make them up:
 
-    download   GladlyClient.download_export_file   HTTP body streamed to a file
-    split      sync.export.split_lines              the file cut into parts of 100k lines
-    scan       upserts.export_file_conversation_ids DuckDB reads each part for its conversation ids
+    download   GladlyClient.download_export_file   HTTP body streamed into the part cutter
+    cut        PartCutter.write                     the body cut into parts of 100k lines (inside download)
+    items      export._download_items               the items download + the preparing it overlaps
+    prepare    export.prepare_items_part            an in-memory DuckDB turns a part into typed rows
+                                                    (Parquet) and reads its conversation ids (worker
+                                                    thread, overlapping the download)
     upsert     the transactions that call upserts.upsert_export_items (connect + upsert + commit)
     customers  upserts.merge_export_customers
     snapshot   Database.publish_snapshot            CHECKPOINT + file copy + rename
+
+Local work is ``cut`` + the preparing left after the items download (``items`` - items
+``download``) + ``upsert``. Beside it, the same run measures the DuckDB limit: the same file downloaded again to
+disk and inserted, transformed by the same SQL, into an empty store in one plain INSERT
+(``limit_seconds``): the fastest upsert DuckDB can do of that file on this machine, now.
 
 Every connection to the store is timed too: how long the file was held (other processes, such as an
 ``enqueue``, wait for it), and by which phase.
@@ -21,7 +29,11 @@ Peak RSS is the kernel's high-water mark (VmHWM). It is read before the first up
 ``--memory-limit`` and ``--part-lines`` are experiment knobs (what would another DuckDB memory_limit
 or part size do?); the benchmark runs without them.
 
-``drain`` runs ``sync.drain.drain_once`` and reports its in-process duration.
+``drain`` runs ``sync.outbox.drain.drain_once`` and reports its in-process duration.
+
+``enqueue-api`` queues notes through the Python API (``Store.enqueue_note``) every ``--interval``
+seconds, ``--count`` of them or until ``--until-file`` exists, and prints each one's start and
+latency (the process start is not in them: that is the CLI's cost, measured apart).
 """
 
 from __future__ import annotations
@@ -107,6 +119,21 @@ class Phases:
 
         return timed
 
+    def count(self, name: str, function: Callable[..., Any]):
+        """Time ``function`` without labelling the phase (it runs inside another, or in a thread)."""
+        lock = threading.Lock()
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                with lock:
+                    self.seconds[name] += time.perf_counter() - started
+                    self.calls[name] += 1
+
+        return timed
+
 
 def _context(config: str) -> Any:
     from gladly_sync.sync.context import Context
@@ -124,23 +151,23 @@ def run_export(config: str, memory_limit: str | None = None, part_lines: int | N
     import gladly_sync.storage.upserts as upserts
     import gladly_sync.sync.pull.export as export
     from gladly_sync.sync.client import GladlyClient
+    from gladly_sync.sync.pull.parts import PartCutter
 
     baseline_kib = status_kib("VmRSS")
     ctx = _context(config)
     if memory_limit:  # an experiment knob: what a different DuckDB memory_limit would do
         ctx.db.memory_limit = memory_limit
+    if part_lines:  # an experiment knob: parts of another size than sync.pull.parts.PART_LINES
+        export.PART_LINES = part_lines
     phases = Phases()
-    downloaded: list[int] = []
     holds: list[tuple[float, str]] = []  # (seconds a connection held the store file, what it did)
-    state = {"upserting": False, "first_upsert": True}
+    state = {"upserting": False, "first_upsert": True, "bytes": 0}
 
-    download = GladlyClient.download_export_file
+    write = PartCutter.write
 
-    def download_and_count(self: GladlyClient, job_id: str, filename: str, dest: Path) -> bool:
-        found = download(self, job_id, filename, dest)
-        if found:
-            downloaded.append(Path(dest).stat().st_size)
-        return found
+    def write_and_count(self: PartCutter, chunk: bytes) -> None:
+        state["bytes"] += len(chunk)
+        write(self, chunk)
 
     def before_upsert() -> None:
         state["upserting"] = True
@@ -150,20 +177,62 @@ def run_export(config: str, memory_limit: str | None = None, part_lines: int | N
             phases.marks["peak_reset"] = reset_peak()
             phases.marks["rss_at_upsert_start_kib"] = status_kib("VmRSS")
 
-    GladlyClient.download_export_file = phases.wrap("download", download_and_count)  # type: ignore[method-assign]
-    split_lines = export.split_lines
+    download = GladlyClient.download_export_file
 
-    def split(source: Path, folder: Path) -> list[Path]:
-        if part_lines:  # an experiment knob: parts of another size than sync.export.PART_LINES
-            return split_lines(source, folder, lines_per_part=part_lines)
-        return split_lines(source, folder)
+    def download_timed(self: GladlyClient, job_id: str, filename: str, sink: Any) -> bool:
+        started = time.perf_counter()
+        try:
+            return download(self, job_id, filename, sink)
+        finally:
+            key = "download_items" if filename == export.ITEMS_FILE else "download_other"
+            phases.seconds[key] += time.perf_counter() - started
 
-    export.split_lines = phases.wrap("split", split)
-    upserts.export_file_conversation_ids = phases.wrap("scan", upserts.export_file_conversation_ids)
+    GladlyClient.download_export_file = phases.wrap("download", download_timed)  # type: ignore[method-assign]
+    PartCutter.write = phases.count("cut", write_and_count)  # type: ignore[method-assign]
+    export._download_items = phases.wrap("items", export._download_items)
+    export.prepare_items_part = phases.count("prepare", export.prepare_items_part)
     upserts.upsert_export_items = phases.wrap("upsert_call", upserts.upsert_export_items, before_upsert)
     upserts.merge_export_customers = phases.wrap("customers", upserts.merge_export_customers)
     ctx.db.publish_snapshot = phases.wrap("snapshot", ctx.db.publish_snapshot)
+    _time_connections(ctx, phases, holds, state)
 
+    phases.start()
+    started = time.perf_counter()
+    summary = export.reconcile_once(ctx)  # the daemon's reconcile job: export pass, lists, snapshot
+    total = time.perf_counter() - started
+    phases.stop()
+    peak_after = status_kib("VmHWM")
+    before = phases.marks.get("peak_before_upsert_kib")
+    longest = max(holds, default=(0.0, "none"))
+    limit = duckdb_limit(ctx, GladlyClient, download, summary.job_ids)
+    return {
+        "total_seconds": total,
+        "phases": dict(phases.seconds),
+        "calls": dict(phases.calls),
+        "downloaded_bytes": state["bytes"],
+        "items": summary.items,
+        "customers": summary.customers,
+        "jobs": summary.jobs_processed,
+        "requests": summary.requests,
+        "longest_hold_seconds": longest[0],
+        "longest_hold_phase": longest[1],
+        "holds_over_1s": sum(1 for seconds, _ in holds if seconds > 1.0),
+        "connections": len(holds),
+        "store_bytes": ctx.db.path.stat().st_size,
+        "baseline_rss_kib": baseline_kib,
+        "peak_before_upsert_kib": before,
+        "peak_upsert_kib": peak_after if phases.marks.get("peak_reset") else None,
+        "peak_process_kib": max(v for v in (before, peak_after) if v is not None) if peak_after else None,
+        "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "rss_at_upsert_start_kib": phases.marks.get("rss_at_upsert_start_kib"),
+        "sampled_rss_peaks_kib": dict(phases.rss_peaks),
+        **limit,
+    }
+
+
+def _time_connections(ctx: Any, phases: Phases, holds: list[tuple[float, str]], state: dict[str, Any]) -> None:
+    """Time every connection (how long the store file was held, by which phase) and each transaction
+    that upserted an export part."""
     connect, transaction = ctx.db.connect, ctx.db.transaction
 
     @contextmanager
@@ -188,36 +257,53 @@ def run_export(config: str, memory_limit: str | None = None, part_lines: int | N
 
     ctx.db.connect, ctx.db.transaction = timed_connect, timed_transaction
 
-    phases.start()
-    started = time.perf_counter()
-    summary = export.reconcile_once(ctx)  # the daemon's reconcile job: export pass, lists, snapshot
-    total = time.perf_counter() - started
-    phases.stop()
-    peak_after = status_kib("VmHWM")
-    before = phases.marks.get("peak_before_upsert_kib")
-    longest = max(holds, default=(0.0, "none"))
-    return {
-        "total_seconds": total,
-        "phases": dict(phases.seconds),
-        "calls": dict(phases.calls),
-        "downloaded_bytes": sum(downloaded),
-        "items": summary.items,
-        "customers": summary.customers,
-        "jobs": summary.jobs_processed,
-        "requests": summary.requests,
-        "longest_hold_seconds": longest[0],
-        "longest_hold_phase": longest[1],
-        "holds_over_1s": sum(1 for seconds, _ in holds if seconds > 1.0),
-        "connections": len(holds),
-        "store_bytes": ctx.db.path.stat().st_size if ctx.db.path else 0,  # PostgreSQL: no file
-        "baseline_rss_kib": baseline_kib,
-        "peak_before_upsert_kib": before,
-        "peak_upsert_kib": peak_after if phases.marks.get("peak_reset") else None,
-        "peak_process_kib": max(v for v in (before, peak_after) if v is not None) if peak_after else None,
-        "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        "rss_at_upsert_start_kib": phases.marks.get("rss_at_upsert_start_kib"),
-        "sampled_rss_peaks_kib": dict(phases.rss_peaks),
-    }
+
+class _FileSink:
+    """A download sink writing the body to one file (the DuckDB-limit measurement's input)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.handle: Any = None
+
+    def restart(self, content_type: str) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        self.handle = self.path.open("wb")
+
+    def write(self, chunk: bytes) -> None:
+        self.handle.write(chunk)
+
+
+def duckdb_limit(ctx: Any, client_class: Any, download: Any, job_ids: list[str]) -> dict[str, Any]:
+    """The fastest DuckDB upsert of the same file, measured now: the last job's items file inserted,
+    through the same transform, into an empty store with the product's settings, in one INSERT."""
+    import tempfile
+
+    from gladly_sync.storage.database import Database
+    from gladly_sync.storage.rows import ITEM_COLUMNS, items_select_sql
+
+    if not job_ids:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="bench-limit-", dir=ctx.db.path.parent) as tmp:
+        source = Path(tmp) / "items.jsonl"
+        sink = _FileSink(source)
+        with ctx.client_factory() as client:
+            download(client, job_ids[-1], "conversation_items.jsonl", sink)
+        sink.handle.close()
+        db = Database(Path(tmp) / "limit.duckdb", memory_limit=ctx.db.memory_limit)
+        relation = f"(SELECT json AS raw, 0::BIGINT AS ord FROM read_ndjson_objects('{source}'))"
+        with db.transaction() as con:  # the schema is created here, outside the timing
+            pass
+        started = time.perf_counter()
+        with db.transaction() as con:
+            con.execute("SET preserve_insertion_order = false")
+            con.execute("SET write_buffer_row_group_count = 1")
+            columns = ", ".join(c for c in ITEM_COLUMNS if c != "content")
+            count = con.execute(
+                f"INSERT INTO conversation_items ({columns}) SELECT {columns} FROM ({items_select_sql(relation)})"
+            ).fetchall()[0][0]
+        seconds = time.perf_counter() - started
+    return {"limit_seconds": seconds, "limit_items": count}
 
 
 def run_drain(config: str) -> dict[str, Any]:
@@ -229,15 +315,44 @@ def run_drain(config: str) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "summary": asdict(summary)}
 
 
+def run_enqueue_api(
+    config: str, conversations: list[str], count: int, interval: float, until_file: str | None
+) -> dict[str, Any]:
+    from gladly_sync import Store
+
+    store = Store.from_config(config)
+    samples: list[dict[str, Any]] = []
+    index = 0
+    while index < count and not (until_file and Path(until_file).exists()):
+        started_at, started = time.time(), time.perf_counter()
+        try:
+            store.enqueue_note(conversations[index % len(conversations)], f"API bench note {index} {started_at}")
+            ok = True
+        except Exception as exc:  # the figure to report: which error, how often
+            ok = False
+            samples.append({"error": f"{type(exc).__name__}: {exc}"[:200]})
+        samples.append({"at": started_at, "seconds": time.perf_counter() - started, "ok": ok})
+        index += 1
+        time.sleep(interval)
+    return {"samples": [s for s in samples if "seconds" in s], "errors": [s for s in samples if "error" in s]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.worker")
-    parser.add_argument("what", choices=("export", "drain"))
+    parser.add_argument("what", choices=("export", "drain", "enqueue-api"))
     parser.add_argument("--config", required=True)
     parser.add_argument("--memory-limit", default=None, help="export: override DuckDB's memory_limit")
     parser.add_argument("--part-lines", type=int, default=None, help="export: override the part size")
+    parser.add_argument("--conversations", default="", help="enqueue-api: comma-separated ids")
+    parser.add_argument("--count", type=int, default=20, help="enqueue-api: at most this many notes")
+    parser.add_argument("--interval", type=float, default=0.2, help="enqueue-api: seconds between notes")
+    parser.add_argument("--until-file", default=None, help="enqueue-api: stop once this file exists")
     args = parser.parse_args(argv)
     if args.what == "export":
         result = run_export(args.config, args.memory_limit, args.part_lines)
+    elif args.what == "enqueue-api":
+        ids = [c for c in args.conversations.split(",") if c]
+        result = run_enqueue_api(args.config, ids, args.count, args.interval, args.until_file)
     else:
         result = run_drain(args.config)
     print(json.dumps(result))

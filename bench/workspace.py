@@ -25,7 +25,9 @@ from gladly_sync.simulator import DEFAULT_API_EMAIL, DEFAULT_API_TOKEN
 
 REPO = Path(__file__).resolve().parent.parent
 PYCACHE = str(Path(tempfile.gettempdir()) / "gladly-bench-pycache")
-CLI_TIMEOUT = 300.0  # no single product run in these benchmarks should take longer
+# No single product run in these benchmarks should take longer (on a machine shared with other
+# work, GLADLY_BENCH_TIMEOUT gives them more time: the figures are still measured, and noted as loaded).
+CLI_TIMEOUT = float(os.environ.get("GLADLY_BENCH_TIMEOUT", "300"))
 
 
 class BenchError(RuntimeError):

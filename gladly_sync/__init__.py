@@ -12,13 +12,7 @@ daemon, CLI), ``storage/`` is ``gladly_sync.storage`` and ``simulator/`` is
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = version("gladly-sync")
-except PackageNotFoundError:  # a source checkout that was never installed
-    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from gladly_sync.storage.store import Store
@@ -28,7 +22,14 @@ __all__ = ["Store", "__version__"]
 
 def __getattr__(name: str) -> Any:
     # Lazy, so `gladly-sync enqueue` and `python -m gladly_sync` do not pay for DuckDB and
-    # SQLModel before they need them.
+    # SQLModel before they need them, nor for reading the installed metadata (the version).
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("gladly-sync")
+        except PackageNotFoundError:  # a source checkout that was never installed
+            return "0+unknown"
     if name == "Store":
         from gladly_sync.storage.store import Store
 

@@ -11,6 +11,10 @@ Kinds:
 - `apply_late`         hold the request `seconds` (past the client's read timeout), then apply it
                        and close the connection without an answer: Gladly applying a POST long
                        after our timeout fired
+- `html_body`          handle normally, then answer 200 with an HTML page instead (a proxy's or
+                       a maintenance page served in place of an export file)
+- `corrupt_line`       handle normally, then replace line number `line` (1-based) of the streamed
+                       body with a line cut short (not JSON: a malformed export file line)
 A fault matches on method (None = any) and a regex searched in the path (no query string).
 `times` is how many requests it hits (None = until cleared). Faults win over rate limiting.
 """
@@ -19,9 +23,24 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-KINDS = ("status", "error_after_apply", "drop_after_apply", "reset_before_apply", "delay", "apply_late")
+KINDS = (
+    "status",
+    "error_after_apply",
+    "drop_after_apply",
+    "reset_before_apply",
+    "delay",
+    "apply_late",
+    "html_body",
+    "corrupt_line",
+)
+HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>503 Service Temporarily Unavailable</title></head>\n"
+    b"<body><h1>Service Temporarily Unavailable</h1></body></html>\n"
+)
+CORRUPT_LINE = b'{"id": "corrupt", "conversationId": "'
 
 
 @dataclass
@@ -32,6 +51,7 @@ class Fault:
     status: int = 500
     times: int | None = 1
     seconds: float = 0.0
+    line: int = 1
     hits: int = 0
     _pattern: re.Pattern[str] = field(init=False, repr=False)
 
@@ -57,9 +77,10 @@ class Faults:
         self._faults: list[Fault] = []
 
     def add(self, method: str | None = None, path: str = ".*", kind: str = "status",
-            status: int = 500, times: int | None = 1, seconds: float = 0.0) -> Fault:
+            status: int = 500, times: int | None = 1, seconds: float = 0.0,
+            line: int = 1) -> Fault:
         fault = Fault(kind=kind, method=method, path=path, status=status, times=times,
-                      seconds=seconds)
+                      seconds=seconds, line=line)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -86,3 +107,12 @@ class Faults:
     def __len__(self) -> int:
         with self._lock:
             return len(self._faults)
+
+
+def corrupt_line(chunks: Iterable[bytes], line: int) -> Iterator[bytes]:
+    """The streamed body with its ``line``-th line (1-based) replaced by ``CORRUPT_LINE``."""
+    body = b"".join(chunks)  # fault injection serves small files: joining them keeps this simple
+    lines = body.split(b"\n")
+    if 0 < line <= len(lines):
+        lines[line - 1] = CORRUPT_LINE
+    yield b"\n".join(lines)

@@ -3,7 +3,7 @@
 
 Order for each request: read it fully -> fault (delay / status / reset) -> Basic auth
 (401, 403) -> rate limit (429) -> (apply_late: wait) -> handler -> fault after apply (5xx /
-dropped connection).
+dropped connection / an HTML page or a corrupt line instead of the body).
 Every request is recorded, including those answered 401/403/429/5xx or never answered.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gladly_sync.simulator.endpoints import Request, Response, dispatch, json_response
-from gladly_sync.simulator.faults import Fault, Faults
+from gladly_sync.simulator.faults import HTML_PAGE, Fault, Faults, corrupt_line
 from gladly_sync.simulator.organization import (
     DEFAULT_API_EMAIL,
     DEFAULT_API_TOKEN,
@@ -166,6 +166,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.kind == "error_after_apply":
             response = _fault_response(fault)
+        if fault is not None and fault.kind == "html_body":
+            response = Response(200, HTML_PAGE, "text/html; charset=utf-8")
+        if fault is not None and fault.kind == "corrupt_line" and response.stream is not None:
+            response.stream = corrupt_line(response.stream, fault.line)
         answer(response, limits)
 
     # ------------------------------------------------------------------ wire

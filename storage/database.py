@@ -1,9 +1,11 @@
 """Open the DuckDB store for one batch at a time; publish read-only snapshots.
 
 DuckDB's cross-process file lock lasts as long as a connection is open, so every caller opens the
-file for a batch and closes it, never across network I/O. A writer that finds the file locked
-retries with jittered sleeps for up to ``lock_wait_seconds``, then raises
-:class:`~storage.errors.DatabaseLocked` carrying the PID DuckDB reports.
+file for a batch and closes it, never across network I/O. Processes of this product first take
+their turn on the store (:mod:`storage.handover`: a kernel-queued lock, so a waiting process gets
+the file within one write batch); a writer that still finds the file locked (a process outside the
+product, such as the DuckDB CLI) retries the ATTACH with jittered sleeps. Either wait ends after
+``lock_wait_seconds`` with :class:`~storage.errors.DatabaseLocked` naming the holder's PID.
 
 The store is created with storage version ``v1.2.0`` so that older readers (the DuckDB 1.5 CLI)
 can open it; files in DuckDB 2.0's own format are unreadable to them.
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+from gladly_sync.storage.handover import Handover, TurnTimeout
 from gladly_sync.storage.private import make_private, open_private, private_folder
 from gladly_sync.storage.schema import check_version, migrate
 
@@ -92,6 +95,7 @@ class Database:
         self._clock = clock
         self._rng = rng or random.Random()
         self._ready = False
+        self._handover = Handover(self.path, clock=clock)
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r})"
@@ -110,8 +114,8 @@ class Database:
         if key in held:
             yield held[key]
             return
-        with _file_lock(self.path):
-            con = self._open(read_only)
+        with _file_lock(self.path), self._turn(read_only) as waited:
+            con = self._open(read_only, waited)
             held[key] = con
             try:
                 con.execute("SET TimeZone = 'UTC'")
@@ -159,9 +163,13 @@ class Database:
                 con.execute("CHECKPOINT")
                 shutil.copyfile(self.path, temp)  # into the existing 0600 file: its mode stays
             if self.on_publish is not None:
-                with Database(temp, memory_limit=self.memory_limit).connect() as copy:
-                    self.on_publish(copy)
-                    copy.execute("CHECKPOINT")
+                copy_db = Database(temp, memory_limit=self.memory_limit)
+                try:
+                    with copy_db.connect() as copy:
+                        self.on_publish(copy)
+                        copy.execute("CHECKPOINT")
+                finally:
+                    remove_files(copy_db._handover.turn_path, copy_db._handover.gate_path)
             _fsync(temp)
             stale_wal = Path(f"{snapshot}.wal")
             if stale_wal.exists():
@@ -245,68 +253,82 @@ class Database:
             "autoinstall_known_extensions": False,
         }
 
-    def _attach(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        """An in-memory instance with the store ATTACHed and in USE.
+    @contextmanager
+    def _turn(self, read_only: bool) -> Iterator[float]:
+        """This process's turn on the store (shared for a reader); yields the seconds waited."""
+        if read_only:
+            if not self.path.exists():
+                raise NotSynced(f"no store at {self.path}: run `gladly-sync sync` first")
+        else:
+            private_folder(self.path.parent)
+        try:
+            with self._handover.turn(shared=read_only, wait_seconds=self.lock_wait_seconds) as waited:
+                yield waited
+        except TurnTimeout as exc:
+            raise DatabaseLocked(str(self.path), exc.holder_pid, exc.waited_seconds) from None
+
+    def _instance(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB instance; the store is ATTACHed to it (see ``_attach``)."""
+        return duckdb.connect(config=self._config())
+
+    def _attach(self, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
+        """ATTACH the store to ``con`` and USE it.
 
         ATTACH (rather than ``duckdb.connect(path)``) is what lets us pick the row group size:
         DuckDB writes a bulk append to the file as each row group fills, and smaller groups than
         the default 122,880 rows keep an export part's append out of memory and out of the commit
         (measured on a 100k-line part: ~0.9 s commit + ~100 MB more RSS with the default size).
         """
-        con = duckdb.connect(config=self._config())
-        try:
-            options = [f"STORAGE_VERSION '{STORAGE_VERSION}'", f"ROW_GROUP_SIZE {ROW_GROUP_SIZE}"]
-            if read_only:
-                options.append("READ_ONLY")
-            path = str(self.path).replace("'", "''")
-            con.execute(f"ATTACH '{path}' AS {CATALOG} ({', '.join(options)})")
-            con.execute(f"USE {CATALOG}")
-        except BaseException:
-            con.close()
-            raise
-        return con
+        options = [f"STORAGE_VERSION '{STORAGE_VERSION}'", f"ROW_GROUP_SIZE {ROW_GROUP_SIZE}"]
+        if read_only:
+            options.append("READ_ONLY")
+        path = str(self.path).replace("'", "''")
+        con.execute(f"ATTACH '{path}' AS {CATALOG} ({', '.join(options)})")
+        con.execute(f"USE {CATALOG}")
 
-    def _attach_current(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+    def _attach_current(self, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
         """``_attach``, again when :meth:`rebuild` swapped the file in while it was being opened
         (the connection would hold the old, unlinked file)."""
         while True:
             before = _inode(self.path)
-            con = self._attach(read_only)
+            self._attach(con, read_only)
             if before is None or _inode(self.path) == before:
-                return con
-            con.close()
+                return
+            con.execute("USE memory")
+            con.execute(f"DETACH {CATALOG}")
 
     def _files(self) -> tuple[Path, Path, Path]:
         """The store, its WAL and DuckDB's spill folder."""
         return self.path, Path(f"{self.path}.wal"), Path(f"{self.path}.tmp")
 
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        if read_only:
-            if not self.path.exists():
-                raise NotSynced(f"no store at {self.path}: run `gladly-sync sync` first")
-        else:
-            private_folder(self.path.parent)
-        start = self._clock()
+    def _open(self, read_only: bool, waited: float = 0.0) -> duckdb.DuckDBPyConnection:
+        """The store ATTACHed, retrying while a process outside the product holds DuckDB's lock (one
+        instance for every attempt); ``waited`` is what the turn already took of the wait."""
+        start = self._clock() - waited
         attempt = 0
-        while True:
-            try:
-                con = self._attach_current(read_only)
-                if not read_only:
-                    make_private(*self._files())
-                return con
-            except duckdb.IOException as exc:
-                message = str(exc)
-                if not _LOCK_CONFLICT.search(message):
-                    raise
-                waited = self._clock() - start
-                if waited >= self.lock_wait_seconds:
-                    raise DatabaseLocked(str(self.path), lock_holder_pid(message), waited) from exc
-                # 20 ms growing to 200 ms, jittered, never past the deadline
-                ceiling = min(0.2, 0.02 * 1.5**attempt)
-                delay = self._rng.uniform(ceiling / 2, ceiling)
-                self._sleep(min(delay, max(self.lock_wait_seconds - waited, 0.0)))
-                attempt += 1
-
+        con = self._instance()
+        try:
+            while True:
+                try:
+                    self._attach_current(con, read_only)
+                    if not read_only:
+                        make_private(*self._files())
+                    return con
+                except duckdb.IOException as exc:
+                    message = str(exc)
+                    if not _LOCK_CONFLICT.search(message):
+                        raise
+                    waited = self._clock() - start
+                    if waited >= self.lock_wait_seconds:
+                        raise DatabaseLocked(str(self.path), lock_holder_pid(message), waited) from exc
+                    # 20 ms growing to 200 ms, jittered, never past the deadline
+                    ceiling = min(0.2, 0.02 * 1.5**attempt)
+                    delay = self._rng.uniform(ceiling / 2, ceiling)
+                    self._sleep(min(delay, max(self.lock_wait_seconds - waited, 0.0)))
+                    attempt += 1
+        except BaseException:
+            con.close()
+            raise
 
 def remove_dead_temp_files(folder: Path, prefix: str, suffix: str) -> list[Path]:
     """Remove ``<prefix><pid><suffix>*`` files in ``folder`` whose process is gone (a crashed publish

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from gladly_sync.storage.dialect import duckdb_version
 from gladly_sync.storage.rows import ITEM_COLUMNS, item_json, items_select_sql
 
 if TYPE_CHECKING:
@@ -78,14 +77,15 @@ def _parser() -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
             duck.close()
 
 
-def _csv_of_items(duck: duckdb.DuckDBPyConnection, folder: Path, source: str) -> Path:
-    """The item rows of ``source`` (``raw`` + ``ord``), each id's last version, as CSV in ``folder``."""
+def _csv_of_items(duck: duckdb.DuckDBPyConnection, folder: Path, source: str, *, rows: str | None = None) -> Path:
+    """The item rows of ``source`` (``raw`` + ``ord``; or ``rows``, already transformed item rows),
+    each id's last version, as CSV in ``folder``."""
     path = folder / "items.csv"
     columns = ", ".join("raw::VARCHAR AS raw" if c == "raw" else c for c in (*STAGED, "emptied"))
     duck.execute(
         f"""
         COPY (
-            SELECT {columns} FROM ({items_select_sql(source)})
+            SELECT {columns} FROM ({rows or items_select_sql(source)})
             WHERE id IS NOT NULL
             QUALIFY row_number() OVER (PARTITION BY id ORDER BY ord DESC) = 1
         ) TO {_sql_string(str(path))} (FORMAT csv, HEADER false)
@@ -181,29 +181,22 @@ def upsert_items(
 
 
 def upsert_export_items(
-    con: PgConnection, ndjson_path: Path | str, *, job_end_at: datetime, synced_at: datetime
+    con: PgConnection, path: Path | str, *, job_end_at: datetime, synced_at: datetime
 ) -> int:
-    """PostgreSQL's ``upserts.upsert_export_items``: DuckDB reads the part, PostgreSQL merges it."""
-    source = (
-        f"(SELECT json AS raw, ordinality AS ord "
-        f"FROM read_ndjson_objects({_sql_string(str(ndjson_path))}) WITH ORDINALITY)"
-    )
+    """PostgreSQL's ``upserts.upsert_export_items``: DuckDB reads the part (ndjson, or the Parquet
+    file ``upserts.prepare_export_items`` made of it), PostgreSQL merges it."""
+    quoted = _sql_string(str(path))
+    source = f"(SELECT json AS raw, ordinality AS ord FROM read_ndjson_objects({quoted}) WITH ORDINALITY)"
+    rows = f"SELECT * FROM read_parquet({quoted})" if str(path).endswith(".parquet") else None
     with _parser() as (duck, folder):
-        _stage(con, _csv_of_items(duck, folder, source))
+        _stage(con, _csv_of_items(duck, folder, source, rows=rows))
     try:
         return _merge(con, export=True, source_at=job_end_at, synced_at=synced_at)
     finally:
         con.unregister("item_stage")
 
 
-def export_file_conversation_ids(con: PgConnection, ndjson_path: Path | str) -> list[str]:
-    """Read by DuckDB, as on the embedded store (the file is local either way)."""
-    with _parser() as (duck, _folder):
-        return duckdb_version("export_file_conversation_ids")(duck, ndjson_path)
-
-
 IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
     "upsert_items": upsert_items,
     "upsert_export_items": upsert_export_items,
-    "export_file_conversation_ids": export_file_conversation_ids,
 }

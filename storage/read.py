@@ -143,7 +143,7 @@ def status_report(
 ) -> dict[str, Any]:
     """Cursors and their age, the last run per job, row counts, outbox counts by status (given:
     they come from the outbox database), the earliest item covered, the processed export jobs'
-    window, and known gaps."""
+    window, known gaps, and skipped export lines."""
     cursors = {
         stream: {
             "cursor": cursor,
@@ -194,4 +194,26 @@ def status_report(
             "last_processed_at": _iso(jobs[3]),
         },
         "gaps": known_gaps(con),
+        "skipped_export_lines": skipped_export_lines(con),
     }
+
+
+SKIPPED_SHOWN = 10
+
+
+def skipped_export_lines(con: Connection) -> dict[str, Any]:
+    """How many export file lines were skipped (not valid JSON), and the latest ``SKIPPED_SHOWN``.
+
+    A store not migrated yet (read-only status before the first sync of this version) has none."""
+    try:
+        row = con.execute("SELECT count(*) FROM export_skipped_lines").fetchone()
+    except duckdb.CatalogException:
+        return {"total": 0, "latest": []}
+    latest = _records(
+        con.execute(
+            "SELECT job_id, file, line, reason, recorded_at FROM export_skipped_lines "
+            "ORDER BY recorded_at DESC, job_id, file, line LIMIT ?",
+            [SKIPPED_SHOWN],
+        )
+    )
+    return {"total": int(row[0]) if row else 0, "latest": latest}

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 from gladly_sync.storage import tables
 from gladly_sync.storage.dialect import dialect_specific
 from gladly_sync.storage.views import METRIC_VIEWS
-from sqlalchemy.schema import CreateTable, Table
-from sqlmodel import SQLModel
 
 from gladly_sync.errors import SchemaTooNew
+
+if TYPE_CHECKING:
+    from sqlalchemy.schema import Table
 
 Migration = tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]
 
@@ -49,11 +51,21 @@ def _duckdb_dialect():  # type: ignore[no-untyped-def]
 
 
 def create_table_statements() -> list[str]:
-    """``CREATE TABLE IF NOT EXISTS`` for every SQLModel table, compiled for DuckDB."""
+    """``CREATE TABLE IF NOT EXISTS`` for every SQLModel table, compiled for DuckDB.
+
+    SQLAlchemy and the table models are imported here (and in the other functions that need them),
+    not with this module: opening a store that is up to date (every short command) never needs
+    them, and they are most of a command's start.
+    """
+    from gladly_sync.storage import tables  # noqa: F401  (registers the models)
+    from sqlmodel import SQLModel
+
     return [create_table_statement(table) for table in SQLModel.metadata.sorted_tables]
 
 
 def create_table_statement(table: Table) -> str:
+    from sqlalchemy.schema import CreateTable
+
     return str(CreateTable(table, if_not_exists=True).compile(dialect=_duckdb_dialect())).strip()
 
 
@@ -120,14 +132,23 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _analysts(con: duckdb.DuckDBPyConnection) -> None:
+    from gladly_sync.storage import tables
+
     con.execute(create_table_statement(tables.Organization.__table__))
     for view in METRIC_VIEWS:
         con.execute(view)
 
 
+def _create_missing_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """A later version's new tables (``IF NOT EXISTS``: a fresh store has them from version 1)."""
+    for statement in create_table_statements():
+        con.execute(statement)
+
+
 MIGRATIONS: Sequence[Migration] = (
     (1, "create tables and views", _create),
     (2, "organization table, conversation_metrics and daily_volume views, comments", _analysts),
+    (3, "export_skipped_lines", _create_missing_tables),
 )
 
 
@@ -204,8 +225,10 @@ def store_location(con: duckdb.DuckDBPyConnection) -> str:
     return path[0] if path and path[0] else "the store"
 
 
-def check_version(con: duckdb.DuckDBPyConnection, latest: int = tables.SCHEMA_VERSION) -> int:
-    """Refuse a store written by a newer gladly-sync; return the store's version."""
+def check_version(con: duckdb.DuckDBPyConnection, latest: int | None = None) -> int:
+    """Refuse a store written by a newer gladly-sync (newer than ``latest``, by default the newest
+    migration); return the store's version."""
+    latest = MIGRATIONS[-1][0] if latest is None else latest
     version = stored_version(con)
     if version > latest:
         where = store_location(con)

@@ -21,7 +21,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Column, Computed, DateTime, In
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _ts(**kw: Any) -> Any:
@@ -180,6 +180,17 @@ class ExportJob(SQLModel, table=True):
     processed_at: datetime | None = _ts()
     items: int | None = Field(default=None, sa_column=Column(BigInteger))
     customers: int | None = Field(default=None, sa_column=Column(BigInteger))
+
+
+class ExportSkippedLine(SQLModel, table=True):
+    """Export file lines that were not valid JSON (or not an object): skipped, the rest stored."""
+
+    __tablename__ = "export_skipped_lines"
+    job_id: str = Field(sa_column=Column(String, primary_key=True))
+    file: str = Field(sa_column=Column(String, primary_key=True))
+    line: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    reason: str | None = _str()
+    recorded_at: datetime | None = _ts()
 
 
 class SyncState(SQLModel, table=True):
@@ -457,6 +468,7 @@ BOOKKEEPING_TABLES: dict[str, str] = {
     "skipped_events": "gladly-sync bookkeeping: ids of out-of-scope events already seen (kept ~24 h).",
     "scope_exclusions": "gladly-sync bookkeeping: conversations found outside inboxes.ingest.",
     "export_jobs": "gladly-sync bookkeeping: Gladly export jobs already ingested.",
+    "export_skipped_lines": "gladly-sync bookkeeping: export file lines skipped (not valid JSON), per job.",
     "sync_state": "gladly-sync bookkeeping: the cursor of each stream.",
     "sync_runs": "gladly-sync bookkeeping: one row per sync, drain or reconcile run.",
     "schema_version": "gladly-sync bookkeeping: the migrations applied to this store.",

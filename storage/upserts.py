@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -522,8 +523,12 @@ _ALL_ITEM_COLUMNS = (*(c for c in ITEM_COLUMNS if c != "content"), "deleted_at",
 # An item is redacted when Gladly says so (a deleted recording), or when a version stored with a
 # body comes back emptied: Gladly's redact empties an item and sends nothing else.
 _REDACTED = "(s.redacted OR (s.emptied AND k.had_body))"
+# Row groups of a prepared export part (Parquet), as small as the store's: flat memory.
+_PREPARED_ROW_GROUP = 10240
 # Pass 1 of an items write reads only these.
-_ITEM_KEYS = json.dumps({"id": "VARCHAR", "conversationId": "VARCHAR", "customerId": "VARCHAR"})
+_ITEM_KEYS = json.dumps(
+    {"id": "VARCHAR", "conversationId": "VARCHAR", "customerId": "VARCHAR", "timestamp": "VARCHAR"}
+)
 
 
 @dialect_specific
@@ -551,7 +556,7 @@ def upsert_items(
         }
     )
     with _staged(con, "stage_item_json", table) as stage:
-        written = _write_items(con, stage, source_at=source_at, synced_at=synced_at)
+        written = _write_items(con, _from_json(stage), source_at=source_at, synced_at=synced_at)
         if complete_conversation_id is not None:
             con.execute(
                 """
@@ -576,41 +581,82 @@ def stored_item_ids(con: Connection, ids: Iterable[str]) -> set[str]:
     return {row[0] for row in rows}
 
 
-@dialect_specific
-def export_file_conversation_ids(con: Connection, ndjson_path: Path | str) -> list[str]:
-    """The distinct ``conversationId``s of an export items file, in first-seen order."""
+@dataclass(frozen=True)
+class _ItemRelations:
+    """A batch of items as SQL: ``keys`` gives ord, id, conversation_id, customer_id and ``item_at`` (the
+    item's time); ``rows`` gives every ``conversation_items`` column of :data:`ITEM_COLUMNS` + ord."""
+
+    keys: str
+    rows: str
+
+
+def _from_json(relation: str) -> _ItemRelations:
+    """Items as JSON text (``raw`` + ``ord``): the keys pass parses only the key fields."""
+    keys = f"""
+        SELECT ord, e.id AS id, e.conversationId AS conversation_id, e.customerId AS customer_id,
+            TRY_CAST(e.timestamp AS TIMESTAMPTZ) AS item_at
+        FROM (SELECT ord, from_json(raw, '{_ITEM_KEYS}') AS e FROM {relation})
+    """
+    return _ItemRelations(keys=keys, rows=items_select_sql(relation))
+
+
+def _from_prepared(path: Path | str) -> _ItemRelations:
+    """Items already transformed by :func:`prepare_export_items` (a Parquet file)."""
+    relation = f"read_parquet({_sql_string(str(path))})"
+    return _ItemRelations(
+        keys=f"SELECT ord, id, conversation_id, customer_id, timestamp AS item_at FROM {relation}",
+        rows=f"SELECT * FROM {relation}",
+    )
+
+
+def _numbered_lines(ndjson_path: Path | str) -> str:
+    """An ndjson file's objects as ``raw`` + ``ord`` (the line's number among the file's objects)."""
+    path = _sql_string(str(ndjson_path))
+    return f"(SELECT json AS raw, ordinality AS ord FROM read_ndjson_objects({path}) WITH ORDINALITY)"
+
+
+def prepare_export_items(con: Connection, ndjson_path: Path | str, prepared_path: Path | str) -> list[str]:
+    """Transform an export items part with the items SQL into a Parquet file, and return its
+    distinct conversation ids, first seen first.
+
+    ``con`` is an in-memory DuckDB, not the store: this is the part of an export ingest that parses
+    JSON (most of its work), done while the file downloads, so the store's transaction for the part
+    only reads typed columns (:func:`upsert_export_items` with the Parquet file). Raises DuckDB's
+    ``InvalidInputException`` for a line that is not JSON.
+    """
+    target = _sql_string(str(prepared_path))
+    con.execute("SET TimeZone = 'UTC'")  # as the store's: a time without an offset is UTC
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(
+        f"COPY (SELECT * EXCLUDE (content) FROM ({items_select_sql(_numbered_lines(ndjson_path))})) "
+        f"TO {target} (FORMAT parquet, ROW_GROUP_SIZE {_PREPARED_ROW_GROUP})"
+    )
     rows = con.execute(
-        f"""
-        SELECT conversation_id FROM (
-            SELECT json_extract_string(json, '$.conversationId') AS conversation_id, min(ordinality) AS first
-            FROM read_ndjson_objects({_sql_string(str(ndjson_path))}) WITH ORDINALITY
-            GROUP BY ALL
-        ) WHERE conversation_id IS NOT NULL ORDER BY first
-        """
+        f"SELECT conversation_id FROM read_parquet({target}) WHERE conversation_id IS NOT NULL "
+        "GROUP BY conversation_id ORDER BY min(ord)"
     ).fetchall()
     return [row[0] for row in rows]
 
 
 @dialect_specific
 def upsert_export_items(
-    con: Connection, ndjson_path: Path | str, *, job_end_at: datetime, synced_at: datetime
+    con: Connection, path: Path | str, *, job_end_at: datetime, synced_at: datetime
 ) -> int:
-    """Items from one export ndjson part (~100k lines); DuckDB reads and transforms the file itself.
+    """Items from one export part (~100k lines): the ndjson Gladly serves, or the Parquet file
+    :func:`prepare_export_items` made of it (then no JSON is parsed while the store is held).
 
     Only items of conversations in the store (not deleted, not excluded by the inbox filter) are
     written, with ``source_at`` = ``job_end_at`` and the conversation's current customer. An item
     read from the API after ``job_end_at`` is not overwritten unless the export shows it redacted;
     a redacted item is never un-redacted; an item's ``deleted_at`` is kept. Returns rows written.
 
-    Call it once per part, each in its own transaction, so the file lock is released in between.
-    Measured (2 cores, 100k-line parts of ~700-byte items, raw kept): ~100k items/s, process peak
-    RSS ~300 MB of which ~105 MB is Python and its imports; memory does not grow with the part count.
+    Call it once per part, each in its own transaction, so the store is handed over in between.
     """
-    path = _sql_string(str(ndjson_path))
-    sources = (
-        f"(SELECT json AS raw, 0::BIGINT AS ord FROM read_ndjson_objects({path}))",
-        f"(SELECT json AS raw, ordinality AS ord FROM read_ndjson_objects({path}) WITH ORDINALITY)",
-    )
+    if str(path).endswith(".parquet"):
+        sources: _ItemRelations | tuple[_ItemRelations, _ItemRelations] = _from_prepared(path)
+    else:
+        cheap = f"(SELECT json AS raw, 0::BIGINT AS ord FROM read_ndjson_objects({_sql_string(str(path))}))"
+        sources = (_from_json(cheap), _from_json(_numbered_lines(path)))
     # Stream: no insertion order to keep (``ord`` numbers the lines), and each row group is
     # written to the file as soon as it fills instead of buffering five of them.
     con.execute("SET preserve_insertion_order = false")
@@ -620,6 +666,7 @@ def upsert_export_items(
         "RESET preserve_insertion_order",
         "RESET write_buffer_row_group_count",
         "DROP TABLE IF EXISTS item_keys",
+        "DROP TABLE IF EXISTS item_versions",
     ):
         return _write_items(
             con, sources, source_at=_cell("ts", job_end_at), synced_at=_cell("ts", synced_at), export=True
@@ -628,80 +675,30 @@ def upsert_export_items(
 
 def _write_items(
     con: Connection,
-    sources: str | tuple[str, str],
+    sources: _ItemRelations | tuple[_ItemRelations, _ItemRelations],
     *,
     source_at: datetime,
     synced_at: datetime,
     export: bool = False,
 ) -> int:
-    """Write items from a relation of ``raw`` JSON text + ``ord`` (its position in the batch).
+    """Write a batch of items (see :class:`_ItemRelations`).
 
-    ``sources`` is one relation, or a pair for a file: a cheap one whose ``ord`` is constant and one
-    that numbers the lines, used only when an id occurs twice. Two passes, so that wide rows are
+    ``sources`` is one batch, or a pair for an ndjson file: a cheap one whose ``ord`` is constant and
+    one that numbers the lines, used only when an id occurs twice. Two passes, so that wide rows are
     never held in memory:
 
-    1. ``item_keys``: per id the last version's ``ord`` (only ids and conversation ids are read),
-       the stored row's state, and whether it is ``stale`` (export only: the stored row was read
-       from the API after the job's end, ``source_at`` here).
-    2. The full transform streams into the table for new ids and plain replacements (stored row
-       neither stale nor redacted: delete + insert). The rare rest needs the new version's
-       ``redacted`` and goes through a small temp table holding only the rows that change:
-       ``redact`` (stale, now redacted: body only), ``keep_redacted`` (stored redacted, new version
-       not: all but the emptied body) and ``replace`` (stored redacted, new one too).
+    1. ``item_keys`` (:func:`_build_item_keys`): per id the last version's ``ord`` (only ids,
+       conversation ids and times are read), the stored row's state, and whether it is ``stale``
+       (export only: the stored row was read from the API after the job's end, ``source_at`` here).
+       Stored rows are looked up only within the batch's time window (:func:`_stored_window`), so
+       the pass does not grow with the store.
+    2. The full rows stream into the table for new ids and plain replacements (stored row neither
+       stale nor redacted: delete + insert). The rare rest needs the new version's ``redacted`` and
+       goes through a small temp table holding only the rows that change: ``redact`` (stale, now
+       redacted: body only), ``keep_redacted`` (stored redacted, new version not: all but the
+       emptied body) and ``replace`` (stored redacted, new one too).
     """
-    source, numbered = (sources, sources) if isinstance(sources, str) else sources
-    if export:
-        scoped = """
-            SELECT k.id, k.ord, c.customer_id FROM k
-            JOIN conversations AS c ON c.id = k.conversation_id AND c.deleted_at IS NULL
-            WHERE k.conversation_id NOT IN (SELECT conversation_id FROM scope_exclusions)
-        """
-        stale = "t.id IS NOT NULL AND t.source_at > $source_at"
-    else:
-        # Whatever Gladly still serves, an erased customer's items are never written again: not
-        # when the item, its conversation or the stored item belongs to a deleted profile.
-        scoped = """
-            SELECT k.id, k.ord, k.customer_id FROM k
-            WHERE NOT EXISTS (
-                SELECT 1 FROM customers AS e WHERE e.deleted_at IS NOT NULL AND (
-                    e.id = k.customer_id
-                    OR e.id IN (SELECT customer_id FROM conversations WHERE id = k.conversation_id)
-                    OR e.id IN (SELECT customer_id FROM conversation_items WHERE id = k.id)
-                )
-            )
-        """
-        stale = "false"
-
-    def build_keys(relation: str) -> int:
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE item_keys AS
-            WITH k AS (
-                SELECT e.id, max(ord) AS ord, arg_max(e.conversationId, ord) AS conversation_id,
-                    arg_max(e.customerId, ord) AS customer_id, count(*) AS versions
-                FROM (SELECT ord, from_json(raw, '{_ITEM_KEYS}') AS e FROM {relation})
-                GROUP BY e.id
-                HAVING e.id IS NOT NULL  -- after grouping: a WHERE would parse every line twice
-            ), scoped AS ({scoped})
-            SELECT s.id, s.ord, s.customer_id, k.versions, t.id IS NOT NULL AS existed,
-                coalesce(t.redacted, false) AS stored_redacted, t.deleted_at AS stored_deleted_at,
-                coalesce({stale}, false) AS stale,
-                coalesce(NOT t.redacted AND (t.text IS NOT NULL OR t.attachments > 0), false) AS had_body
-            FROM scoped AS s
-            JOIN k USING (id)
-            LEFT JOIN (
-                SELECT id, redacted, source_at, deleted_at, text,
-                    coalesce(json_array_length(json_extract(raw, '$.content.attachments')), 0) AS attachments
-                FROM conversation_items
-            ) AS t ON t.id = s.id
-            """,
-            {"source_at": source_at} if export else None,
-        )
-        row = con.execute("SELECT count(*) FILTER (versions > 1) FROM item_keys").fetchone()
-        return int(row[0]) if row else 0
-
-    if build_keys(source) and numbered is not source:
-        build_keys(source := numbered)
+    source, window = _build_item_keys(con, sources, source_at=source_at, export=export)
     new, replaced, special = con.execute(
         """
         SELECT count(*) FILTER (NOT existed),
@@ -722,12 +719,12 @@ def _write_items(
     times = {"synced_at": synced_at, "source_at": source_at}
     # item_keys must be the hash join's build side: the optimizer, misled by the file scan's tiny
     # estimate, would otherwise build (hold in memory) the wide transformed rows.
-    joined = f"({items_select_sql(source)}) AS s JOIN item_keys AS k ON k.id = s.id AND k.ord = s.ord"
+    joined = f"({source.rows}) AS s JOIN item_keys AS k ON k.id = s.id AND k.ord = s.ord"
     con.execute("SET disabled_optimizers = 'join_order,build_side_probe_side'")
     with _then(con, "RESET disabled_optimizers"):
         if replaced:
             con.execute(
-                "DELETE FROM conversation_items WHERE id IN "
+                f"DELETE FROM conversation_items AS t WHERE {window} AND t.id IN "
                 "(SELECT id FROM item_keys WHERE existed AND NOT stale AND NOT stored_redacted)"
             )
         if new or replaced:
@@ -739,25 +736,119 @@ def _write_items(
                 """,
                 times,
             )
-        changed = _update_special_items(con, joined, values, times) if special else 0
-    if (replaced or changed) and _newly_redacted(con):
+        changed = _update_special_items(con, joined, values, times, window) if special else 0
+    if (replaced or changed) and _newly_redacted(con, window):
         note_erasure(con, synced_at)
     return new + replaced + changed
 
 
-def _newly_redacted(con: Connection) -> bool:
+def _newly_redacted(con: Connection, window: str) -> bool:
     """Whether this write redacted an item that was stored with its content (``item_keys`` holds the
-    ids written and their stored state)."""
+    ids written and their stored state; ``window`` bounds the stored look-up as in the keys pass)."""
     rows = con.execute(
-        """
-        SELECT count(*) FROM item_keys AS k JOIN conversation_items AS t ON t.id = k.id
+        f"""
+        SELECT count(*) FROM item_keys AS k JOIN conversation_items AS t ON t.id = k.id AND {window}
         WHERE k.existed AND NOT k.stored_redacted AND t.redacted
         """
     ).fetchall()
     return bool(rows[0][0])
 
 
-def _update_special_items(con: Connection, joined: str, values: dict[str, str], times: dict) -> int:
+# A stored item is looked for within its batch's time window widened by this much (an item's
+# timestamp never changes, but the API and the export might write it with other precision).
+WINDOW_MARGIN = timedelta(hours=1)
+
+
+def _build_item_keys(
+    con: Connection,
+    sources: _ItemRelations | tuple[_ItemRelations, _ItemRelations],
+    *,
+    source_at: datetime,
+    export: bool,
+) -> tuple[_ItemRelations, str]:
+    """Create ``item_keys`` (see :func:`_write_items`); return the batch it was read from (the
+    numbered one when an id occurs twice) and the predicate on ``t`` that bounds stored look-ups."""
+    source, numbered = (sources, sources) if isinstance(sources, _ItemRelations) else sources
+    if export:
+        scoped = """
+            SELECT k.id, k.ord, c.customer_id FROM item_versions AS k
+            JOIN conversations AS c ON c.id = k.conversation_id AND c.deleted_at IS NULL
+            WHERE k.conversation_id NOT IN (SELECT conversation_id FROM scope_exclusions)
+        """
+        stale = "t.id IS NOT NULL AND t.source_at > $source_at"
+    else:
+        # Whatever Gladly still serves, an erased customer's items are never written again: not
+        # when the item, its conversation or the stored item belongs to a deleted profile.
+        scoped = """
+            SELECT k.id, k.ord, k.customer_id FROM item_versions AS k
+            WHERE NOT EXISTS (
+                SELECT 1 FROM customers AS e WHERE e.deleted_at IS NOT NULL AND (
+                    e.id = k.customer_id
+                    OR e.id IN (SELECT customer_id FROM conversations WHERE id = k.conversation_id)
+                    OR e.id IN (SELECT customer_id FROM conversation_items WHERE id = k.id)
+                )
+            )
+        """
+        stale = "false"
+    if _read_item_versions(con, source) and numbered is not source:
+        _read_item_versions(con, source := numbered)
+    window = _stored_window(con)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE item_keys AS
+        WITH scoped AS ({scoped})
+        SELECT s.id, s.ord, s.customer_id, k.versions, t.id IS NOT NULL AS existed,
+            coalesce(t.redacted, false) AS stored_redacted, t.deleted_at AS stored_deleted_at,
+            coalesce({stale}, false) AS stale,
+            coalesce(NOT t.redacted AND (t.text IS NOT NULL OR t.attachments > 0), false) AS had_body
+        FROM scoped AS s
+        JOIN item_versions AS k USING (id)
+        LEFT JOIN (
+            SELECT id, redacted, source_at, deleted_at, text,
+                coalesce(json_array_length(json_extract(raw, '$.content.attachments')), 0) AS attachments
+            FROM conversation_items AS t WHERE {window}
+        ) AS t ON t.id = s.id
+        """,
+        {"source_at": source_at} if export else None,
+    )
+    con.execute("DROP TABLE item_versions")
+    return source, window
+
+
+def _read_item_versions(con: Connection, batch: _ItemRelations) -> int:
+    """``item_versions``: per id of the batch the last version's ``ord``, conversation and customer,
+    how many versions, and the earliest and latest time. Returns how many ids occur twice."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE item_versions AS
+        SELECT id, max(ord) AS ord, arg_max(conversation_id, ord) AS conversation_id,
+            arg_max(customer_id, ord) AS customer_id, count(*) AS versions,
+            min(item_at) AS first_at, max(item_at) AS last_at, count(*) - count(item_at) AS untimed
+        FROM ({batch.keys})
+        GROUP BY id
+        HAVING id IS NOT NULL  -- after grouping: a WHERE would parse every line twice
+        """
+    )
+    row = con.execute("SELECT count(*) FILTER (versions > 1) FROM item_versions").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _stored_window(con: Connection) -> str:
+    """A predicate on stored items ``t``: within the batch's time window (plus ``WINDOW_MARGIN``),
+    or without a timestamp. Written as literals, so DuckDB skips the row groups outside it by their
+    min/max statistics; ``true`` when a batch item has no timestamp."""
+    first, last, untimed = con.execute(
+        "SELECT min(first_at), max(last_at), sum(untimed) FROM item_versions"
+    ).fetchone() or (None, None, 0)
+    if first is None or last is None or untimed:
+        return "true"
+    low, high = (first - WINDOW_MARGIN).isoformat(), (last + WINDOW_MARGIN).isoformat()
+    return f"(t.timestamp BETWEEN TIMESTAMPTZ '{low}' AND TIMESTAMPTZ '{high}' OR t.timestamp IS NULL)"
+
+
+def _update_special_items(
+    con: Connection, joined: str, values: dict[str, str], times: dict, window: str
+) -> int:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE item_updates AS
@@ -783,7 +874,7 @@ def _update_special_items(con: Connection, joined: str, values: dict[str, str], 
             con.execute(
                 f"""
                 UPDATE conversation_items AS t SET {", ".join(f"{c} = u.{c}" for c in columns)}
-                FROM item_updates AS u WHERE t.id = u.id AND u.action = '{action}'
+                FROM item_updates AS u WHERE {window} AND t.id = u.id AND u.action = '{action}'
                 """
             )
         )
@@ -869,6 +960,32 @@ def _replace_reference(con: Connection, table: str, rows: Sequence[dict], column
         )
 
 
+REFERENCE_COLUMNS = {"inboxes": INBOX_COLUMNS, "agents": AGENT_COLUMNS, "topics": TOPIC_COLUMNS}
+
+
+def replace_reference_list(con: Connection, table: str, rows: Sequence[dict]) -> int:
+    """Upsert one reference list (``inboxes``, ``agents`` or ``topics``); returns how many of its rows
+    are new or differ from the stored ones (``raw``), i.e. how many the store did not already show."""
+    columns = REFERENCE_COLUMNS[table]
+    changed = _changed_rows(con, table, rows, columns)
+    _replace_reference(con, table, rows, columns)
+    return changed
+
+
+def _changed_rows(con: Connection, table: str, rows: Sequence[dict], columns: dict[str, str]) -> int:
+    """How many of ``rows`` are not in ``table`` or differ from it (by ``raw``)."""
+    if not rows:
+        return 0
+    with _staged(con, f"compare_{table}", _arrow(rows, columns)) as stage:
+        ((changed,),) = con.execute(
+            f"""
+            SELECT count(*) FROM {_last_wins(stage)} AS s LEFT JOIN {table} AS t ON t.id = s.id
+            WHERE t.id IS NULL OR t.raw::VARCHAR IS DISTINCT FROM s.raw
+            """
+        ).fetchall()
+    return int(changed)
+
+
 def replace_inboxes(con: Connection, rows: Sequence[dict]) -> int:
     """Upsert the inbox list; inboxes no longer listed are kept (old conversations name them)."""
     return _replace_reference(con, "inboxes", rows, INBOX_COLUMNS)
@@ -885,9 +1002,12 @@ def replace_topics(con: Connection, rows: Sequence[dict]) -> int:
 
 
 def replace_organization(con: Connection, row: dict) -> int:
-    """Store the organization; the store holds one, so a row with another id replaces it."""
+    """Store the organization; the store holds one, so a row with another id replaces it. Returns 1
+    when the store did not already show it (new, or another ``raw``), else 0."""
+    changed = _changed_rows(con, "organization", [row], ORGANIZATION_COLUMNS)
     con.execute("DELETE FROM organization WHERE id <> ?", [row["id"]])
-    return _replace_reference(con, "organization", [row], ORGANIZATION_COLUMNS)
+    _replace_reference(con, "organization", [row], ORGANIZATION_COLUMNS)
+    return changed
 
 
 # --------------------------------------------------------------------------- cursors, export jobs, runs
@@ -948,6 +1068,26 @@ def record_export_job(con: Connection, job: dict, items: int, customers: int, at
             customers,
         ],
     )
+
+
+def record_skipped_lines(
+    con: Connection, job_id: str, lines: Iterable[tuple[str, int, str]], at: datetime
+) -> int:
+    """Remember the export lines ``(file, line number, reason)`` skipped while ingesting ``job_id``;
+    they replace what an earlier ingest of the same job recorded. Returns the lines recorded."""
+    con.execute("DELETE FROM export_skipped_lines WHERE job_id = ?", [job_id])
+    batch = [{"job_id": job_id, "file": f, "line": n, "reason": r, "recorded_at": at} for f, n, r in lines]
+    if not batch:
+        return 0
+    columns = {"job_id": "str", "file": "str", "line": "int", "reason": "str", "recorded_at": "ts"}
+    with _staged(con, "stage_skipped_lines", _arrow(batch, columns)) as stage:
+        con.execute(
+            f"""
+            INSERT INTO export_skipped_lines (job_id, file, line, reason, recorded_at)
+            SELECT job_id, file, line, reason, recorded_at FROM {_last_wins(stage, "file, line")}
+            """
+        )
+    return len(batch)
 
 
 def start_run(con: Connection, run_id: str, job: str, started_at: datetime, pid: int) -> None:

@@ -15,9 +15,7 @@ Every attempt waits for a slot from the ``Pacer`` and reports ``Ratelimit-Remain
 
 from __future__ import annotations
 
-import contextlib
 import json as jsonlib
-import os
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -25,8 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -50,7 +47,7 @@ from gladly_sync.errors import (
     UnknownOutcome,
 )
 
-__all__ = ["EventsPage", "GladlyClient", "ItemsPage", "Moved", "user_agent"]
+__all__ = ["DownloadSink", "EventsPage", "GladlyClient", "ItemsPage", "Moved", "user_agent"]
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +56,16 @@ _RESENDABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
 _CHUNK = 1 << 20
 
 T = TypeVar("T")
+
+
+class DownloadSink(Protocol):
+    """Where a download's bytes go (see ``GladlyClient.download_export_file``)."""
+
+    def restart(self, content_type: str) -> None:
+        """An attempt begins: forget every byte written before; ``content_type`` is what Gladly says."""
+
+    def write(self, chunk: bytes) -> None:
+        """The next bytes of the body."""
 
 
 def user_agent() -> str:
@@ -308,32 +315,26 @@ class GladlyClient:
     def get_export_job(self, job_id: str) -> dict[str, Any]:
         return self._get_object(f"/export/jobs/{_segment(job_id)}")
 
-    def download_export_file(self, job_id: str, filename: str, dest: Path) -> bool:
-        """Stream an export file to ``dest`` in chunks; ``False`` if Gladly has no such file (404).
+    def download_export_file(self, job_id: str, filename: str, sink: DownloadSink) -> bool:
+        """Stream an export file into ``sink`` chunk by chunk; ``False`` if Gladly has no such file (404).
 
-        The bytes go to ``dest`` + ``.part`` and are renamed into place when complete, so ``dest`` is
-        never half-written. A transient failure, also mid-body, restarts the download from scratch.
+        Each attempt starts with ``sink.restart(content_type)``: a transient failure, also mid-body,
+        starts the download again from scratch, so the sink drops what the failed attempt gave it.
         """
-        dest = Path(dest)
-        partial = dest.with_name(dest.name + ".part")
 
         def write(response: httpx.Response) -> None:
-            with partial.open("wb") as file:
-                for chunk in response.iter_bytes(_CHUNK):
-                    if self._shutdown is not None:
-                        self._shutdown.check()
-                    file.write(chunk)
+            sink.restart(response.headers.get("Content-Type", ""))
+            for chunk in response.iter_bytes(_CHUNK):
+                if self._shutdown is not None:
+                    self._shutdown.check()
+                sink.write(chunk)
 
         path = f"/export/jobs/{_segment(job_id)}/files/{_segment(filename)}"
         try:
             self._send("GET", path, stream=write)
-            os.replace(partial, dest)
             return True
         except GladlyNotFound:
             return False
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                partial.unlink()
 
     # ------------------------------------------------------------------ the retry policy
 

@@ -2,8 +2,10 @@
 
 For each COMPLETED job not processed yet (by id and ``updatedAt``), oldest ``updatedAt`` first:
 
-1. stream ``conversation_items.jsonl`` and ``customers.jsonl`` to a temporary folder and cut them
-   into part files of ``PART_LINES`` lines, line by line (never a whole file in memory);
+1. stream ``conversation_items.jsonl`` and ``customers.jsonl`` into part files of ``PART_LINES``
+   lines as they download (:mod:`sync.pull.parts`: never a whole file on disk or in memory); each
+   items part is meanwhile transformed into typed rows and its conversation ids collected, off the
+   store (an in-memory DuckDB); lines that are not valid JSON are skipped and recorded with the job;
 2. resolve each distinct conversation's current inbox with one ``GET /conversations/{id}``, unless
    the store read it from the API after the job's ``parameters.endAt`` (or found it out of scope
    after that); store the in-scope ones, their missing customers, and the exclusions;
@@ -12,20 +14,21 @@ For each COMPLETED job not processed yet (by id and ``updatedAt``), oldest ``upd
 4. record the job, and drop the parts of known gaps that the job's window covers.
 
 ``reconcile_once(ctx)`` is the daemon's reconcile job: this pass, the reference lists
-(inboxes, agents, topics) and the snapshot.
+(inboxes, agents, topics) and the snapshot when the job changed data.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+import duckdb
 from gladly_sync.storage import rows as rowmaps
 from gladly_sync.storage import upserts
 from gladly_sync.sync.client import GladlyClient
@@ -39,18 +42,18 @@ from gladly_sync.sync.pull.coverage import (
     subtract_windows,
 )
 from gladly_sync.sync.pull.erasure import complete_erasures
+from gladly_sync.sync.pull.parts import PART_LINES, PartCutter, SkippedLine, customer_chunks, prepare_items_part
 from gladly_sync.sync.pull.resolve import BATCH, WORKERS, Batch, Resolver, Tally, chunks
-from gladly_sync.sync.runs import publish_snapshot, run_job
+from gladly_sync.sync.pull.snapshot import publish_if_changed
+from gladly_sync.sync.runs import run_job
 
 from gladly_sync.errors import MalformedResponse
 
-__all__ = ["ExportSummary", "reconcile", "reconcile_once", "refresh_references", "split_lines"]
+__all__ = ["ExportSummary", "JobFiles", "reconcile", "reconcile_once", "refresh_references"]
 
 ITEMS_FILE = "conversation_items.jsonl"
 CUSTOMERS_FILE = "customers.jsonl"
-PART_LINES = 100_000
-BLOCK_BYTES = 8 << 20
-CUSTOMER_CHUNK = 5_000
+SCAN_MEMORY = "150MB"  # the in-memory DuckDB that prepares the items parts (off the store)
 LOOKUP_CHUNK = 5_000
 PROGRESS_EVERY = 5.0  # seconds between export_progress log events
 
@@ -70,6 +73,7 @@ class ExportSummary:
     conversations_fresh: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    skipped_lines: int = 0
     requests: int = 0
     rate_limited: int = 0
     duration_seconds: float = 0.0
@@ -81,68 +85,60 @@ class ExportSummary:
 # --------------------------------------------------------------------------- files
 
 
-def split_lines(source: Path, folder: Path, *, lines_per_part: int = PART_LINES) -> list[Path]:
-    """Cut an ndjson file into parts of at most ``lines_per_part`` lines, streaming it in blocks (never
-    the whole file in memory); the source is removed afterwards. Blank lines count toward a part's
-    size and stay in it (DuckDB's ndjson reader skips them)."""
-    parts: list[Path] = []
-    out: BinaryIO | None = None
-    count = 0
-    last = b"\n"
-    try:
-        with source.open("rb") as reader:
-            while block := reader.read(BLOCK_BYTES):
-                last = block[-1:]
-                while block:
-                    if out is None or count >= lines_per_part:
-                        if out is not None:
-                            out.close()
-                        parts.append(folder / f"{source.stem}.part{len(parts):05d}.jsonl")
-                        out = parts[-1].open("wb")
-                        count = 0
-                    room = lines_per_part - count
-                    lines = block.count(b"\n")
-                    if lines < room:
-                        out.write(block)
-                        count += lines
-                        break
-                    rest = block.split(b"\n", room)[-1]  # C speed: the bytes after the room-th newline
-                    out.write(memoryview(block)[: len(block) - len(rest)])
-                    count += room
-                    block = rest
-        if out is not None and last != b"\n":
-            out.write(b"\n")  # the last line had no newline
-    finally:
-        if out is not None:
-            out.close()
-    source.unlink()
-    return parts
+@dataclass
+class JobFiles:
+    """A job's files cut into parts, the conversation ids its items name, and the lines skipped."""
+
+    item_parts: list[Path] = field(default_factory=list)
+    customer_parts: list[Path] = field(default_factory=list)
+    lines_per_part: int = PART_LINES
+    conversation_ids: list[str] = field(default_factory=list)
+    skipped: list[SkippedLine] = field(default_factory=list)
+
+    def first_line(self, index: int) -> int:
+        return index * self.lines_per_part + 1
 
 
-def _download(client: GladlyClient, job_id: str, filename: str, folder: Path) -> list[Path]:
-    whole = folder / filename
-    if not client.download_export_file(job_id, filename, whole):
-        return []
-    return split_lines(whole, folder)
+def _download_items(client: GladlyClient, job_id: str, folder: Path, files: JobFiles) -> None:
+    """Download the items file into parts; each finished part is prepared (transformed into typed
+    rows, its conversation ids collected) by an in-memory DuckDB in a worker thread while the
+    download goes on."""
+    scans: dict[tuple[int, int], Future[tuple[Path, list[str], list[SkippedLine]]]] = {}
+    with (
+        duckdb.connect(config={"threads": 2, "memory_limit": SCAN_MEMORY}) as scanner,
+        ThreadPoolExecutor(1, thread_name_prefix="export-scan") as pool,
+    ):
+
+        def scan(part: Path, index: int) -> None:
+            first = files.first_line(index)
+            scans[(cutter.attempt, index)] = pool.submit(
+                prepare_items_part, scanner, part, first, job_id=job_id, filename=ITEMS_FILE
+            )
+
+        cutter = PartCutter(job_id, ITEMS_FILE, folder, lines_per_part=files.lines_per_part, on_part=scan)
+        if not client.download_export_file(job_id, ITEMS_FILE, cutter):
+            return
+        parts = cutter.finish()
+        seen: dict[str, None] = {}
+        for index in range(len(parts)):  # an earlier attempt's scans are ignored
+            prepared, ids, skipped = scans[(cutter.attempt, index)].result()
+            files.item_parts.append(prepared)
+            seen.update(dict.fromkeys(ids))
+            files.skipped += skipped
+        files.conversation_ids = list(seen)
 
 
-def _customer_chunks(part: Path) -> Iterator[list[dict[str, Any]]]:
-    """The customer objects of one part file, ``CUSTOMER_CHUNK`` at a time, read line by line."""
-    chunk: list[dict[str, Any]] = []
-    with part.open("rb") as lines:
-        for number, line in enumerate(lines, 1):
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise MalformedResponse(f"{part.name}: line {number} is not JSON") from exc
-            if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
-                raise MalformedResponse(f"{part.name}: line {number} is not a customer object with an id")
-            chunk.append(obj)
-            if len(chunk) >= CUSTOMER_CHUNK:
-                yield chunk
-                chunk = []
-    if chunk:
-        yield chunk
+def _download(client: GladlyClient, job: dict[str, Any], folder: Path) -> JobFiles:
+    """The job's items and customers files, as parts in ``folder``."""
+    files = JobFiles(lines_per_part=PART_LINES)
+    listed = job["files"] if isinstance(job.get("files"), list) else [ITEMS_FILE, CUSTOMERS_FILE]
+    if ITEMS_FILE in listed:
+        _download_items(client, job["id"], folder, files)
+    if CUSTOMERS_FILE in listed:
+        cutter = PartCutter(job["id"], CUSTOMERS_FILE, folder, lines_per_part=files.lines_per_part)
+        if client.download_export_file(job["id"], CUSTOMERS_FILE, cutter):
+            files.customer_parts = cutter.finish()
+    return files
 
 
 # --------------------------------------------------------------------------- jobs
@@ -307,90 +303,112 @@ def reconcile(
 def _process_job(
     ctx: Context, resolver: Resolver, job: dict[str, Any], summary: ExportSummary, meter: _Progress
 ) -> None:
-    client, db, log = resolver.client, ctx.db, ctx.log
+    """Download, resolve the conversations' inboxes, ingest items then customers, record the job."""
     job_id, end_at = job["id"], _job_end(job)
-    files = job.get("files")
-    log.info("export_job_started", job_id=job_id, end_at=end_at.isoformat())
-    meter.update(
-        job_id=job_id,
-        stage="downloading",
-        items_done=0,
-        conversations_total=0,
-        conversations_resolved=0,
-    )
+    ctx.log.info("export_job_started", job_id=job_id, end_at=end_at.isoformat())
+    meter.update(job_id=job_id, stage="downloading", items_done=0, conversations_total=0, conversations_resolved=0)
     with tempfile.TemporaryDirectory(prefix=f"gladly-export-{job_id}-") as tmp:
-        folder = Path(tmp)
-        listed = files if isinstance(files, list) else [ITEMS_FILE, CUSTOMERS_FILE]
-        item_parts = _download(client, job_id, ITEMS_FILE, folder) if ITEMS_FILE in listed else []
-        customer_parts = _download(client, job_id, CUSTOMERS_FILE, folder) if CUSTOMERS_FILE in listed else []
-
-        # Which conversations need their current inbox read from the API (local reads only).
-        conversation_ids: dict[str, None] = {}
-        stored: set[str] = set()
-        todo: list[str] = []
-        with db.connect() as con:
-            for part in item_parts:
-                conversation_ids.update(dict.fromkeys(upserts.export_file_conversation_ids(con, part)))
-            ids = [cid for cid in conversation_ids if cid not in resolver.fetched_conversations]
-            for chunk in chunks(ids, LOOKUP_CHUNK):
-                stored_rows = upserts.stored_conversations(con, chunk)
-                exclusions = upserts.scope_exclusions(con, chunk)
-                stored.update(stored_rows)
-                todo += [
-                    cid for cid in chunk if _needs_lookup(stored_rows.get(cid), exclusions.get(cid), end_at)
-                ]
-        summary.conversations_fresh += len(conversation_ids) - len(todo)
-        meter.update(stage="resolving", conversations_total=len(todo))
-        for batch_ids in chunks(todo, BATCH):
-            # Resolved batches are stored: resumed, the job looks up only the conversations left.
-            ctx.shutdown.check()
-            conversations, customers = resolver.resolve(batch_ids, stored=stored, items=False)
-            with db.transaction() as con:
-                resolver.write(con, Batch(customers=customers, conversations=conversations), stored)
-            stored.update(c.id for c in conversations if c.in_scope and c.conversation is not None)
-            summary.conversations_resolved += len(conversations)
-            meter.update(conversations_resolved=meter.state["conversations_resolved"] + len(conversations))
-
+        files = _download(resolver.client, job, Path(tmp))
+        todo, stored = _conversations_to_resolve(ctx, resolver, files.conversation_ids, end_at)
+        summary.conversations_fresh += len(files.conversation_ids) - len(todo)
+        _resolve_conversations(ctx, resolver, todo, stored, summary, meter)
         synced_at = ctx.clock()
-        items = 0
-        meter.update(stage="items")
-        for part in item_parts:
-            ctx.shutdown.check()
-            with db.transaction() as con:
-                items += upserts.upsert_export_items(con, part, job_end_at=end_at, synced_at=synced_at) or 0
-            meter.update(items_done=items)
-        # Customers chunk by chunk; the last chunk commits with the job's record.
-        customers = 0
-        pending: list[dict[str, Any]] = []
-        for part in customer_parts:
-            for chunk in _customer_chunks(part):
-                ctx.shutdown.check()
-                if pending:
-                    with db.transaction() as con:
-                        customers += upserts.merge_export_customers(con, pending, end_at) or 0
-                pending = [
-                    rowmaps.export_customer_row(o, synced_at=synced_at, source_at=end_at) for o in chunk
-                ]
-        now = ctx.clock()
-        with db.transaction() as con:
-            if pending:
-                customers += upserts.merge_export_customers(con, pending, end_at) or 0
-            upserts.record_export_job(con, job, items, customers, now)
-            window = _job_window(job)
-            if window is not None:
-                extend_coverage(con, window[0], now)
+        items = _ingest_items(ctx, files.item_parts, end_at, synced_at, meter)
+        customers = _ingest_customers_and_record(ctx, job, files, end_at, synced_at, items)
     resolver.tally.add("conversation_items", items)
     resolver.tally.add("customers", customers)
     summary.items += items
     summary.customers += customers
-    log.info(
+    summary.skipped_lines += len(files.skipped)
+    if files.skipped:
+        ctx.log.warning("export_lines_skipped", job_id=job_id, lines=len(files.skipped))
+    ctx.log.info(
         "export_job_processed",
         job_id=job_id,
         items=items,
         customers=customers,
-        conversations=len(conversation_ids),
+        conversations=len(files.conversation_ids),
         resolved=len(todo),
+        skipped_lines=len(files.skipped),
     )
+
+
+def _conversations_to_resolve(
+    ctx: Context, resolver: Resolver, conversation_ids: list[str], end_at: datetime
+) -> tuple[list[str], set[str]]:
+    """Which conversations need their current inbox read from the API, and which are stored (local
+    reads only, the store opened per chunk of ids)."""
+    stored: set[str] = set()
+    todo: list[str] = []
+    ids = [cid for cid in conversation_ids if cid not in resolver.fetched_conversations]
+    for chunk in chunks(ids, LOOKUP_CHUNK):
+        with ctx.db.connect() as con:
+            stored_rows = upserts.stored_conversations(con, chunk)
+            exclusions = upserts.scope_exclusions(con, chunk)
+        stored.update(stored_rows)
+        todo += [cid for cid in chunk if _needs_lookup(stored_rows.get(cid), exclusions.get(cid), end_at)]
+    return todo, stored
+
+
+def _resolve_conversations(
+    ctx: Context,
+    resolver: Resolver,
+    todo: list[str],
+    stored: set[str],
+    summary: ExportSummary,
+    meter: _Progress,
+) -> None:
+    """Read the conversations (and their missing customers) from the API and store them, in batches."""
+    meter.update(stage="resolving", conversations_total=len(todo))
+    for batch_ids in chunks(todo, BATCH):
+        # Resolved batches are stored: resumed, the job looks up only the conversations left.
+        ctx.shutdown.check()
+        conversations, customers = resolver.resolve(batch_ids, stored=stored, items=False)
+        with ctx.db.transaction() as con:
+            resolver.write(con, Batch(customers=customers, conversations=conversations), stored)
+        stored.update(c.id for c in conversations if c.in_scope and c.conversation is not None)
+        summary.conversations_resolved += len(conversations)
+        meter.update(conversations_resolved=meter.state["conversations_resolved"] + len(conversations))
+
+
+def _ingest_items(
+    ctx: Context, parts: list[Path], end_at: datetime, synced_at: datetime, meter: _Progress
+) -> int:
+    """Each items part in its own transaction (the store is handed over in between)."""
+    items = 0
+    meter.update(stage="items")
+    for part in parts:
+        ctx.shutdown.check()
+        with ctx.db.transaction() as con:
+            items += upserts.upsert_export_items(con, part, job_end_at=end_at, synced_at=synced_at) or 0
+        meter.update(items_done=items)
+    return items
+
+
+def _ingest_customers_and_record(
+    ctx: Context, job: dict[str, Any], files: JobFiles, end_at: datetime, synced_at: datetime, items: int
+) -> int:
+    """Customers chunk by chunk; the last chunk commits with the job's record, its skipped lines and
+    the coverage its window gives. Returns the customers written."""
+    customers = 0
+    pending: list[dict[str, Any]] = []
+    for index, part in enumerate(files.customer_parts):
+        for chunk in customer_chunks(part, files.first_line(index), CUSTOMERS_FILE, files.skipped):
+            ctx.shutdown.check()
+            if pending:
+                with ctx.db.transaction() as con:
+                    customers += upserts.merge_export_customers(con, pending, end_at) or 0
+            pending = [rowmaps.export_customer_row(o, synced_at=synced_at, source_at=end_at) for o in chunk]
+    now = ctx.clock()
+    with ctx.db.transaction() as con:
+        if pending:
+            customers += upserts.merge_export_customers(con, pending, end_at) or 0
+        upserts.record_export_job(con, job, items, customers, now)
+        upserts.record_skipped_lines(con, job["id"], [(s.file, s.line, s.reason) for s in files.skipped], now)
+        window = _job_window(job)
+        if window is not None:
+            extend_coverage(con, window[0], now)
+    return customers
 
 
 def _needs_lookup(stored: dict[str, Any] | None, exclusion: tuple[Any, Any] | None, end_at: datetime) -> bool:
@@ -414,22 +432,31 @@ def _after(moment: Any, end_at: datetime) -> bool:
 # --------------------------------------------------------------------------- reference lists
 
 
-def refresh_references(ctx: Context, client: GladlyClient) -> dict[str, int]:
-    """Replace the organization, inboxes, agents and topics with Gladly's current ones (4 requests)."""
+def refresh_references(ctx: Context, client: GladlyClient, tally: Tally | None = None) -> dict[str, int]:
+    """Replace the organization, inboxes, agents and topics with Gladly's current ones (4 requests);
+    returns how many each holds, and counts the rows new or changed in ``tally.reference_changes``."""
     organization = client.get_organization()
     inboxes, agents, topics = client.list_inboxes(), client.list_agents(), client.list_topics()
     now = ctx.clock()
+    lists = (
+        ("inboxes", [rowmaps.inbox_row(raw, synced_at=now) for raw in inboxes]),
+        ("agents", [rowmaps.agent_row(raw, synced_at=now) for raw in agents]),
+        ("topics", [rowmaps.topic_row(raw, synced_at=now) for raw in topics]),
+    )
+    changes = 0
     with ctx.db.transaction() as con:
-        upserts.replace_organization(con, rowmaps.organization_row(organization, synced_at=now))
-        upserts.replace_inboxes(con, [rowmaps.inbox_row(raw, synced_at=now) for raw in inboxes])
-        upserts.replace_agents(con, [rowmaps.agent_row(raw, synced_at=now) for raw in agents])
-        upserts.replace_topics(con, [rowmaps.topic_row(raw, synced_at=now) for raw in topics])
+        changes += upserts.replace_organization(con, rowmaps.organization_row(organization, synced_at=now))
+        for table, rows in lists:
+            changes += upserts.replace_reference_list(con, table, rows)
+    if tally is not None:
+        tally.reference_changes += changes
     ctx.log.info(
         "references_refreshed",
         organization_id=organization.get("id"),
         inboxes=len(inboxes),
         agents=len(agents),
         topics=len(topics),
+        changed=changes,
     )
     return {"organization": 1, "inboxes": len(inboxes), "agents": len(agents), "topics": len(topics)}
 
@@ -446,16 +473,19 @@ def reconcile_once(ctx: Context, *, progress: Progress | None = None) -> ExportS
         try:
             resolver = Resolver(ctx, client, tally, pool)
             summary = reconcile(ctx, client, progress=run.progress_reporter(progress), resolver=resolver)
-            tally.rows.update(refresh_references(ctx, client))
+            tally.rows.update(refresh_references(ctx, client, tally))
             summary.rows = dict(tally.rows)
             with ctx.db.transaction() as con:
                 upserts.save_cursor(con, RECONCILE_STREAM, ctx.clock().isoformat(), ctx.clock())
+        except BaseException:
+            publish_if_changed(ctx, tally, failing=True)
+            raise
         finally:
             run.rows = dict(tally.rows)
             run.requests, run.rate_limited = client.requests, client.rate_limited
-        complete_erasures(ctx)  # before the snapshot: erased values must not reach it
+        erased = complete_erasures(ctx)  # before the snapshot: erased values must not reach it
         summary.requests, summary.rate_limited = client.requests, client.rate_limited
-    publish_snapshot(ctx, run)
+    publish_if_changed(ctx, tally, run, erased=erased)  # after the run's record is final
     summary.duration_seconds = round(time.monotonic() - started, 3)
     ctx.log.info(
         "reconcile_finished",

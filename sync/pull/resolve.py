@@ -91,6 +91,9 @@ class Batch:
     skipped_events: list[tuple[str, datetime | None]] = field(default_factory=list)
 
 
+REFERENCE_TABLES = frozenset({"organization", "inboxes", "agents", "topics"})
+
+
 @dataclass
 class Tally:
     """Counts of one run, shared by the events and export passes."""
@@ -102,10 +105,18 @@ class Tally:
     lists_cut: int = 0  # conversations whose item list Gladly cut (Gladly-Limited-Data)
     items_completed: int = 0  # items of cut lists read one by one because their events name them
     warnings: list[str] = field(default_factory=list)
+    # rows counts the reference lists as listed; these are the ones new or different from the store
+    reference_changes: int = 0
 
     def add(self, table: str, count: int | None) -> None:
         if count:
             self.rows[table] = self.rows.get(table, 0) + int(count)
+
+    def changed_data(self) -> bool:
+        """Whether the run wrote a row of Gladly data (what the read snapshot must show)."""
+        return self.reference_changes > 0 or any(
+            count for table, count in self.rows.items() if table not in REFERENCE_TABLES
+        )
 
 
 class Resolver:

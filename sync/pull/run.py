@@ -19,7 +19,7 @@ A run, in order:
    gap repair from export jobs, then the reference lists. It counts as a reconcile pass.
 4. When the run applied an erasure (a deleted profile, a redacted item), remove the erased values
    from disk: the outbox rows are blanked and the store rewritten (``erasure.py``).
-5. Publish the read snapshot.
+5. Publish the read snapshot, when the run changed data or completed an erasure (``snapshot.py``).
 
 Local work is never the bottleneck: requests go out on a small thread pool and the client's pacer
 keeps them at the rate budget; the database is opened per batch, never across a request. The run's
@@ -44,8 +44,9 @@ from gladly_sync.sync.pull.coverage import RECONCILE_STREAM, utc_iso
 from gladly_sync.sync.pull.erasure import complete_erasures
 from gladly_sync.sync.pull.events import CURSOR_EXPIRY, EVENTS_STREAM, FIRST_LOOKBACK, events_pass
 from gladly_sync.sync.pull.export import reconcile, refresh_references
+from gladly_sync.sync.pull.snapshot import publish_if_changed
 from gladly_sync.sync.pull.resolve import WORKERS, Resolver, Tally
-from gladly_sync.sync.runs import RunHandle, publish_snapshot, run_job
+from gladly_sync.sync.runs import RunHandle, run_job
 
 from gladly_sync.errors import UsageError
 
@@ -73,6 +74,7 @@ class SyncSummary:
     duration_seconds: float = 0.0
     export_jobs: int = 0
     reconciled: bool = False
+    snapshot_published: bool = False
     events_start_at: str | None = None
     events_end_at: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -168,10 +170,14 @@ def sync_once(
             report = run.progress_reporter(progress)
             _passes(ctx, resolver, plan, summary, now=now, full=full, since=since, progress=report)
             tally.warnings += unknown_ingest_inboxes(ctx)
+        except BaseException:
+            publish_if_changed(ctx, tally, failing=True)
+            raise
         finally:
             _fill(summary, run, tally, client, started)
-        complete_erasures(ctx)  # before the snapshot: erased values must not reach it
-    publish_snapshot(ctx, run)  # after the run's record is final: the snapshot's copy says how it ended
+        erased = complete_erasures(ctx)  # before the snapshot: erased values must not reach it
+    # after the run's record is final: the snapshot's copy says how it ended
+    summary.snapshot_published = publish_if_changed(ctx, tally, run, erased=erased)
     summary.duration_seconds = round(time.monotonic() - started, 3)
     _log_finished(log, summary)
     return summary
@@ -223,7 +229,7 @@ def _passes(
         )
         summary.export_jobs = exported.jobs_processed
     if plan.reconcile_due:
-        resolver.tally.rows.update(refresh_references(ctx, client))
+        resolver.tally.rows.update(refresh_references(ctx, client, resolver.tally))
         with ctx.db.transaction() as con:
             upserts.save_cursor(con, RECONCILE_STREAM, utc_iso(now), ctx.clock())
         summary.reconciled = True

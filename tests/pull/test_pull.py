@@ -19,7 +19,7 @@ from gladly_sync.storage.database import Database
 from gladly_sync.sync.client import GladlyClient
 from gladly_sync.sync.context import Context
 from gladly_sync.sync.pacer import Pacer
-from gladly_sync.sync.pull.export import reconcile_once, split_lines
+from gladly_sync.sync.pull.export import reconcile_once
 from gladly_sync.sync.pull.run import SyncSummary, sync_once
 from gladly_sync.sync.runs import record_skipped, run_job
 from structlog.testing import capture_logs
@@ -839,23 +839,6 @@ class TestExportPass:
             reconcile_once(env.ctx, progress=seen.append)
         assert seen and seen[-1]["jobs_done"] == 1 and seen[-1]["jobs_total"] == 1
         assert any(log["event"] == "export_progress" for log in logs)
-
-
-@pytest.mark.parametrize("block", [3, 7, 1 << 20])
-def test_split_lines_cuts_parts_of_whole_lines(tmp_path, monkeypatch, block):
-    """Parts hold at most N lines each, every line whole, whatever the read block size."""
-    monkeypatch.setattr("gladly_sync.sync.pull.export.BLOCK_BYTES", block)
-    source = tmp_path / "conversation_items.jsonl"
-    source.write_bytes(b'{"a":1}\n{"a":2}\n{"a":3}\n{"a":4}')
-    parts = split_lines(source, tmp_path, lines_per_part=3)
-    assert [p.read_bytes() for p in parts] == [b'{"a":1}\n{"a":2}\n{"a":3}\n', b'{"a":4}\n']
-    assert not source.exists()
-
-
-def test_split_lines_of_an_empty_file(tmp_path):
-    source = tmp_path / "customers.jsonl"
-    source.write_bytes(b"")
-    assert split_lines(source, tmp_path) == []
 
 
 class TestRuns:

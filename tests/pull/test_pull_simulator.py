@@ -59,8 +59,10 @@ def write_config(
     ingest: tuple[str, ...] = (),
     requests_per_second: float = 500,
     escalation: str | None = None,
+    snapshot: str = "null",
 ) -> Path:
-    """A config for the simulator: its URL and credentials, a store in ``folder``, no snapshot."""
+    """A config for the simulator: its URL and credentials, a store in ``folder``, no snapshot
+    unless ``snapshot`` names one."""
     config = folder / "config.yaml"
     config.write_text(
         "\n".join(
@@ -76,15 +78,22 @@ def write_config(
                 f"  escalation: {json.dumps(escalation)}",
                 "storage:",
                 "  path: store.duckdb",
-                "  snapshot_path: null",
+                f"  snapshot_path: {snapshot}",
             ]
         )
     )
     return config
 
 
-def make_ctx(tmp_path: Path, sim: Simulator, clock: SharedClock, *, ingest: tuple[str, ...] = ()) -> Context:
-    settings = load_settings(write_config(tmp_path, sim, ingest=ingest), environ={})
+def make_ctx(
+    tmp_path: Path,
+    sim: Simulator,
+    clock: SharedClock,
+    *,
+    ingest: tuple[str, ...] = (),
+    snapshot: str = "null",
+) -> Context:
+    settings = load_settings(write_config(tmp_path, sim, ingest=ingest, snapshot=snapshot), environ={})
     return Context(
         settings=settings,
         db=Database(settings.storage.path),

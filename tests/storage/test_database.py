@@ -6,6 +6,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import duckdb
@@ -31,6 +32,7 @@ TABLES = [
     "customers",
     "events",
     "export_jobs",
+    "export_skipped_lines",
     "inboxes",
     "organization",
     "schema_version",
@@ -139,23 +141,32 @@ class TestSchema:
         with db.connect():
             pass
         applied = []
+        now = SCHEMA_VERSION
 
         def add_column(con):
-            applied.append(2)  # the first of the two new ones
+            applied.append(now + 1)
             con.execute("ALTER TABLE customers ADD COLUMN IF NOT EXISTS nickname VARCHAR")
 
         def add_view(con):
-            applied.append(3)
+            applied.append(now + 2)
             con.execute("CREATE OR REPLACE VIEW nicknames AS SELECT id, nickname FROM customers")
 
-        nxt = SCHEMA_VERSION + 1
-        migrations = [*schema.MIGRATIONS, (nxt, "nickname", add_column), (nxt + 1, "view", add_view)]
+        migrations = [*schema.MIGRATIONS, (now + 1, "nickname", add_column), (now + 2, "view", add_view)]
         with duckdb.connect(str(db.path)) as con:
-            assert schema.migrate(con, migrations) == nxt + 1
-            assert schema.migrate(con, migrations) == nxt + 1
-            assert table(con, "schema_version", "version") == [(v,) for v in range(1, nxt + 2)]
+            assert schema.migrate(con, migrations) == now + 2
+            assert schema.migrate(con, migrations) == now + 2
+            assert table(con, "schema_version", "version") == [(v,) for v in range(1, now + 3)]
             assert con.execute("SELECT * FROM nicknames").fetchall() == []
-        assert applied == [2, 3]
+        assert applied == [now + 1, now + 2]
+
+    def test_a_version_2_store_gets_the_skipped_lines_table(self, db):
+        """A store written before export lines were recorded gets ``export_skipped_lines`` on open."""
+        with db.connect() as con:  # back to version 2
+            con.execute("DROP TABLE export_skipped_lines")
+            con.execute("DELETE FROM schema_version WHERE version > 2")
+        with Database(db.path).connect() as con:
+            assert table(con, "export_skipped_lines", "count(*)") == [(0,)]
+            assert table(con, "schema_version", "version")[-1] == (SCHEMA_VERSION,)
 
     def test_failed_migration_leaves_the_store_at_its_version(self, db):
         """A migration that fails is rolled back and not recorded."""
@@ -314,3 +325,100 @@ class TestSnapshot:
         with duckdb.connect(str(snapshot), read_only=True) as fresh:
             assert fresh.execute("SELECT count(*) FROM inboxes").fetchall() == [(2,)]
         assert old_view == "[(1,)]"
+
+
+def _hog(path: Path, *, batch_seconds: float, batches: int) -> subprocess.Popen:
+    """Another process writing batch after batch through the product (no pause between them): it
+    prints 'started' inside its first transaction and each batch's end time."""
+    code = textwrap.dedent(
+        f"""
+        import time
+        from gladly_sync.storage.database import Database
+        db = Database({str(path)!r})
+        for n in range({batches}):
+            with db.transaction() as con:
+                if n == 0:
+                    print("started", flush=True)
+                con.execute("INSERT INTO sync_state VALUES ('hog', ?, now()) "
+                            "ON CONFLICT (stream) DO UPDATE SET cursor = excluded.cursor", [str(n)])
+                time.sleep({batch_seconds})
+        print("done", flush=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    return proc
+
+
+class TestHandover:
+    def test_a_waiting_process_gets_the_store_within_one_write_batch(self, db):
+        """A writer committing batch after batch hands the store to a waiting process after the
+        batch in progress, not after all of them."""
+        with db.connect():
+            pass
+        hog = _hog(db.path, batch_seconds=0.4, batches=25)  # 10 s of back-to-back transactions
+        try:
+            waits = []
+            for _ in range(3):
+                started = time.monotonic()
+                with Database(db.path, lock_wait_seconds=30).transaction() as con:
+                    waits.append(time.monotonic() - started)
+                    hog_batch = con.execute("SELECT cursor FROM sync_state WHERE stream = 'hog'").fetchone()
+            assert hog.poll() is None, "the hog finished: the waits were not measured against it"
+        finally:
+            hog.kill()
+            hog.wait(timeout=10)
+            hog.stdout.close()
+        assert hog_batch is not None
+        assert max(waits) < 1.2, waits  # one batch is 0.4 s; starvation would be up to 10 s
+
+    def test_a_turn_held_past_lock_wait_seconds_names_the_holder(self, db):
+        """A product process holding the store past lock_wait_seconds: DatabaseLocked (exit 4) with its PID."""
+        with db.connect():
+            pass
+        hog = _hog(db.path, batch_seconds=5, batches=1)
+        try:
+            started = time.monotonic()
+            with pytest.raises(DatabaseLocked) as caught, Database(db.path, lock_wait_seconds=0.5).connect():
+                pass
+            waited = time.monotonic() - started
+        finally:
+            hog.kill()
+            hog.wait(timeout=10)
+            hog.stdout.close()
+        assert caught.value.holder_pid == hog.pid and caught.value.exit_code == 4
+        assert 0.5 <= waited < 2.5
+
+    def test_the_store_is_free_again_after_an_abandoned_wait(self, db):
+        """A wait that gave up leaves no lock behind: the next connect gets the store at once."""
+        with db.connect():
+            pass
+        hog = _hog(db.path, batch_seconds=1.0, batches=1)
+        try:
+            with pytest.raises(DatabaseLocked), Database(db.path, lock_wait_seconds=0.2).connect():
+                pass
+            assert hog.stdout.readline().strip() == "done"
+        finally:
+            hog.wait(timeout=10)
+            hog.stdout.close()
+        time.sleep(0.1)  # the abandoned helper thread releases as soon as the kernel grants it
+        started = time.monotonic()
+        with Database(db.path, lock_wait_seconds=5).connect():
+            pass
+        assert time.monotonic() - started < 1.0
+
+    def test_readers_share_the_turn(self, db):
+        """Two read-only connections of different processes are open at the same time."""
+        with db.connect():
+            pass
+        code = textwrap.dedent(
+            f"""
+            import sys
+            from gladly_sync.storage.database import Database
+            with Database({str(db.path)!r}, lock_wait_seconds=0.5).connect(read_only=True) as con:
+                print(con.execute("SELECT 1").fetchone()[0], flush=True)
+            """
+        )
+        with db.connect(read_only=True):
+            other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+        assert (other.returncode, other.stdout.strip()) == (0, "1"), other.stderr

@@ -90,13 +90,15 @@ class TestRebuild:
             assert con.execute("SELECT nextval('seq_test')").fetchall() == [(2,)]
 
     def test_rebuild_leaves_only_the_store(self, db):
-        """No temp file, WAL or leftover of a crashed rebuild remains beside the store; the store is 0600."""
+        """No temp file, WAL or leftover of a crashed rebuild remains beside the store (only its
+        hand-over lock files, which hold a PID); the store and the lock files are 0600."""
         _store_with_blanked_marker(db)
         crashed = db.path.with_name(f".{db.path.name}.{dead_pid()}.rebuild")
         crashed.write_bytes(b"half a copy")
         db.rebuild()
-        assert sorted(p.name for p in db.path.parent.iterdir()) == [db.path.name]
-        assert mode(db.path) == 0o600
+        locks = [f"{db.path.name}.writer", f"{db.path.name}.writer.gate"]
+        assert sorted(p.name for p in db.path.parent.iterdir()) == sorted([db.path.name, *locks])
+        assert {mode(db.path.parent / name) for name in [db.path.name, *locks]} == {0o600}
 
     def test_a_second_process_sees_the_rebuilt_store(self, db):
         """Another process opening the store after a rebuild reads the live rows from the new file."""
@@ -122,12 +124,11 @@ class TestRebuild:
             upserts.upsert_customers(con, [_customer_row("New")])
         real_attach, calls = Database._attach, []
 
-        def attach_then_swap(self, read_only):
-            con = real_attach(self, read_only)
+        def attach_then_swap(self, con, read_only):
+            real_attach(self, con, read_only)
             if not calls:
                 os.replace(newer.path, db.path)  # the rebuild's swap, right after our open
             calls.append(read_only)
-            return con
 
         monkeypatch.setattr(Database, "_attach", attach_then_swap)
         with db.connect(read_only=True) as con:

@@ -372,6 +372,23 @@ class TestUpsertItems:
 
 
 class TestExportItems:
+    """Every rule holds for a part as Gladly serves it (ndjson) and as the export pass hands it over,
+    prepared off the store (Parquet)."""
+
+    @pytest.fixture(params=["ndjson", "prepared"], autouse=True)
+    def part_form(self, request, monkeypatch):
+        if request.param == "prepared":
+            upsert = upserts.upsert_export_items
+
+            def via_parquet(con, path, **times):
+                prepared = Path(path).with_suffix(".parquet")
+                with duckdb.connect() as memory:
+                    upserts.prepare_export_items(memory, path, prepared)
+                return upsert(con, prepared, **times)
+
+            monkeypatch.setattr(upserts, "upsert_export_items", via_parquet)
+        return request.param
+
     def test_a_failing_part_raises_its_own_error(self, db, tmp_path):
         """A malformed part fails with DuckDB's parse error, not the aborted transaction's cleanup error."""
         part = tmp_path / "bad.ndjson"
@@ -395,12 +412,9 @@ class TestExportItems:
                 item("i4", "v-excluded"),
             ],
         )
-        assert upserts.export_file_conversation_ids(con, part) == [
-            "v1",
-            "v-unknown",
-            "v-deleted",
-            "v-excluded",
-        ]
+        with duckdb.connect() as memory:
+            ids = upserts.prepare_export_items(memory, part, tmp_path / "ids.parquet")
+        assert ids == ["v1", "v-unknown", "v-deleted", "v-excluded"]
         assert upserts.upsert_export_items(con, part, job_end_at=T1, synced_at=T2) == 1
         assert table(con, "conversation_items", ITEM_COLS + ", synced_at") == [
             ("i1", "v1", "c1", "hello", False, None, T1, T2)
@@ -480,6 +494,25 @@ class TestExportItems:
             ("i1", "c-new", T0),
             ("i2", "c-new", None),
         ]
+
+    @pytest.mark.parametrize(
+        ("stored_ts", "export_ts"),
+        [
+            ("2024-04-01T10:00:00Z", "2024-04-01T10:00:00.000Z"),
+            ("2024-04-01T10:00:00.123456Z", "2024-04-01T10:00:00.123Z"),  # other precision
+            ("2024-04-01T10:00:00Z", "not a time"),  # the part has an item without a time
+            ("not a time", "2024-04-01T10:00:00Z"),  # the store has one
+        ],
+    )
+    def test_the_stored_item_is_found_whatever_its_stored_time(self, con, tmp_path, stored_ts, export_ts):
+        """The look-up of stored items is bounded by the part's time window, and still finds (and
+        replaces, never duplicates) an item stored with another precision or without a time."""
+        store_conversations(con, conversation("v1"))
+        upserts.upsert_items(con, [item("i1", ts=stored_ts), item("far", ts="2020-01-01T00:00:00Z")],
+                             source_at=T0, synced_at=T0)
+        part = write_ndjson(tmp_path / "p.ndjson", [item("i1", text="again", ts=export_ts), item("i2")])
+        assert upserts.upsert_export_items(con, part, job_end_at=T1, synced_at=T2) == 2
+        assert table(con, "conversation_items", "id, text") == [("far", "hello"), ("i1", "again"), ("i2", "hello")]
 
     def test_stored_ids_stay_unique_across_parts(self, con, tmp_path):
         """Parts written one after the other never duplicate an id."""

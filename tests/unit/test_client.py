@@ -756,42 +756,54 @@ class BrokenStream(httpx.SyncByteStream):
         raise httpx.ReadError("connection reset")
 
 
+class Sink:
+    """A download sink that keeps what each attempt wrote."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[str, bytearray]] = []
+
+    def restart(self, content_type: str) -> None:
+        self.attempts.append((content_type, bytearray()))
+
+    def write(self, chunk: bytes) -> None:
+        self.attempts[-1][1].extend(chunk)
+
+
 class TestDownload:
     PATH = "/export/jobs/j1/files/conversation_items.jsonl"
     BODY = b"".join(json.dumps({"id": f"i{n}"}).encode() + b"\n" for n in range(5000))
 
-    def test_file_is_streamed_to_dest(self, gladly, client, tmp_path: Path):
-        """The file lands at dest complete, and no partial file is left beside it."""
+    def test_file_is_streamed_into_the_sink(self, gladly, client):
+        """The body reaches the sink whole, with the Content-Type Gladly sent."""
         gladly.get(self.PATH).respond(200, content=self.BODY, content_type="application/x-ndjson")
-        dest = tmp_path / "items.jsonl"
-        assert client.download_export_file("j1", "conversation_items.jsonl", dest) is True
-        assert dest.read_bytes() == self.BODY
-        assert [p.name for p in tmp_path.iterdir()] == ["items.jsonl"]
+        sink = Sink()
+        assert client.download_export_file("j1", "conversation_items.jsonl", sink) is True
+        assert [(t, bytes(b)) for t, b in sink.attempts] == [("application/x-ndjson", self.BODY)]
 
-    def test_missing_file_returns_false(self, gladly, client, tmp_path: Path):
+    def test_missing_file_returns_false(self, gladly, client):
         """A 404 means Gladly no longer holds the file: False, and nothing written."""
         gladly.get(self.PATH).respond(404, json={"errors": [{"code": "not_exist"}]})
-        dest = tmp_path / "items.jsonl"
-        assert client.download_export_file("j1", "conversation_items.jsonl", dest) is False
-        assert list(tmp_path.iterdir()) == []
+        sink = Sink()
+        assert client.download_export_file("j1", "conversation_items.jsonl", sink) is False
+        assert sink.attempts == []
 
     @pytest.mark.parametrize(
         "failure",
         [httpx.Response(503), httpx.Response(200, stream=BrokenStream()), httpx.ReadTimeout("slow")],
         ids=["503", "broken-mid-body", "ReadTimeout"],
     )
-    def test_transient_failure_restarts_from_scratch(self, gladly, client, tmp_path: Path, failure):
-        """A transient failure, even mid-body, is retried like a GET and the file is whole."""
+    def test_transient_failure_restarts_from_scratch(self, gladly, client, failure):
+        """A transient failure, even mid-body, is retried like a GET; the last attempt is whole."""
         route = gladly.get(self.PATH).mock(side_effect=[failure, httpx.Response(200, content=self.BODY)])
-        dest = tmp_path / "items.jsonl"
-        assert client.download_export_file("j1", "conversation_items.jsonl", dest) is True
-        assert dest.read_bytes() == self.BODY
+        sink = Sink()
+        assert client.download_export_file("j1", "conversation_items.jsonl", sink) is True
+        assert bytes(sink.attempts[-1][1]) == self.BODY
         assert route.call_count == 2
-        assert [p.name for p in tmp_path.iterdir()] == ["items.jsonl"]
 
-    def test_a_failed_download_leaves_nothing_behind(self, gladly, client, tmp_path: Path):
-        """When the download finally fails, the error is raised and no partial file remains."""
+    def test_a_failed_download_raises(self, gladly, client):
+        """When the download finally fails, the error is raised and the sink got nothing."""
         gladly.get(self.PATH).respond(401)
+        sink = Sink()
         with pytest.raises(AuthenticationFailed):
-            client.download_export_file("j1", "conversation_items.jsonl", tmp_path / "items.jsonl")
-        assert list(tmp_path.iterdir()) == []
+            client.download_export_file("j1", "conversation_items.jsonl", sink)
+        assert sink.attempts == []
