@@ -217,6 +217,12 @@ def create_tables(con: PgConnection) -> None:
     con.execute(duckdb_schema.OPEN_CONVERSATIONS)
 
 
+def create_missing_tables(con: PgConnection) -> None:
+    """A later migration's new tables on PostgreSQL (``schema._create_missing_tables`` there)."""
+    for statement in create_table_statements():
+        con.execute(statement)
+
+
 def stored_version(con: PgConnection) -> int:
     """The store's schema version; 0 when the schema has no ``schema_version`` table yet."""
     exists = con.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
@@ -268,6 +274,7 @@ def migrate_store(con: PgConnection, schema: str | None) -> int:
 
 IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
     "_create": create_tables,
+    "_create_missing_tables": create_missing_tables,
     "stored_version": stored_version,
     "store_location": store_location,
     "catalog": catalog,

@@ -139,6 +139,7 @@ def _analysts(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(view)
 
 
+@dialect_specific
 def _create_missing_tables(con: duckdb.DuckDBPyConnection) -> None:
     """A later version's new tables (``IF NOT EXISTS``: a fresh store has them from version 1)."""
     for statement in create_table_statements():

@@ -23,6 +23,12 @@ from .test_upserts import conversation, item, profile
 MARKER = "Q~^|`" * 8
 
 
+@pytest.fixture
+def backend() -> str:
+    """These rules are about the DuckDB store's own files; PostgreSQL's storage is the server's."""
+    return "duckdb"
+
+
 def on_disk(path: Path) -> bool:
     """Whether MARKER's bytes are in ``path`` or its WAL."""
     return any(p.exists() and MARKER.encode() in p.read_bytes() for p in (path, Path(f"{path}.wal")))
