@@ -980,7 +980,7 @@ def _changed_rows(con: Connection, table: str, rows: Sequence[dict], columns: di
         ((changed,),) = con.execute(
             f"""
             SELECT count(*) FROM {_last_wins(stage)} AS s LEFT JOIN {table} AS t ON t.id = s.id
-            WHERE t.id IS NULL OR t.raw::VARCHAR IS DISTINCT FROM s.raw
+            WHERE t.id IS NULL OR t.raw::VARCHAR IS DISTINCT FROM s.raw::VARCHAR
             """
         ).fetchall()
     return int(changed)
