@@ -107,7 +107,7 @@ class TestReplicas:
             runs, drains = sync_runs(cli), sync_runs(cli, "drain")
             killed = [r for r in runs if r[0] == running[-1][0]]
             # killed mid-sync: its record never finished; the next run of the job marks it interrupted
-            assert killed[0][4] in ("running", "interrupted"), "the holder was killed in the middle of its sync"
+            assert killed[0][4] in ("running", "interrupted"), "the holder was killed mid-sync"
             taken_over = [r for r in runs if r[1] == survivor.pid and r[2] > killed_at]
             assert taken_over and (taken_over[0][2] - killed_at).total_seconds() <= SYNC_EVERY + 10
         finally:
