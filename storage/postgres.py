@@ -162,10 +162,22 @@ class PostgresDatabase:
     def where(self) -> str:
         return safe_url(self.url) + (f" (schema {self.schema})" if self.schema else "")
 
-    def _open(self, *, read_only: bool = False) -> PgConnection:
+    def _session_options(self) -> str:
+        """Every session's settings, sent with the connection (libpq ``options``; the schema is a
+        plain name, checked by the configuration, so nothing needs escaping)."""
+        settings = ["TimeZone=UTC", f"lock_timeout={int(self.lock_wait_seconds * 1000)}ms"]
+        if self.schema:
+            settings.append(f'search_path="{self.schema}"')  # quoted: the name keeps its case
+        return " ".join(f"-c {setting}" for setting in settings)
+
+    def _connect_raw(self, *, autocommit: bool) -> psycopg.Connection:
+        """A psycopg connection with the store's session settings; a clear error when there is none."""
         try:
-            raw = psycopg.connect(
-                self.url, autocommit=True, application_name=f"{APPLICATION}:{socket.gethostname()}:{os.getpid()}"
+            return psycopg.connect(
+                self.url,
+                autocommit=autocommit,
+                application_name=f"{APPLICATION}:{socket.gethostname()}:{os.getpid()}",
+                options=self._session_options(),
             )
         except psycopg.OperationalError as exc:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
@@ -173,20 +185,17 @@ class PostgresDatabase:
                 f"cannot connect to PostgreSQL at {safe_url(self.url)}: {reason}; "
                 "check storage.url and that the server is running"
             ) from None
+
+    def _open(self, *, read_only: bool = False) -> PgConnection:
+        raw = self._connect_raw(autocommit=True)
         raw.adapters.register_loader("json", TextLoader)  # raw stays the text Gladly sent
-        con = PgConnection(raw, self.where)
-        try:
-            settings = ["SET TimeZone = 'UTC'", f"SET lock_timeout = '{int(self.lock_wait_seconds * 1000)}ms'"]
-            if self.schema:
-                settings.append(f'SET search_path TO "{self.schema}"')
-            if read_only:
-                settings.append("SET default_transaction_read_only = on")
-            for statement in settings:
-                raw.execute(statement)
-        except BaseException:
-            raw.close()
-            raise
-        return con
+        if read_only:
+            try:
+                raw.execute("SET default_transaction_read_only = on")
+            except BaseException:
+                raw.close()
+                raise
+        return PgConnection(raw, self.where)
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[PgConnection]:
@@ -248,14 +257,23 @@ class PostgresDatabase:
         """Nothing to publish: readers connect to PostgreSQL, which isolates them from writers."""
         return None
 
-    def engine(self) -> Engine:
-        """A SQLAlchemy engine on the store (psycopg driver, the store's schema first on the path)."""
+    def engine(self, *, pooled: bool = False) -> Engine:
+        """A SQLAlchemy engine on the store (psycopg, the store's session settings and schema).
+        ``pooled`` keeps a few connections open for a long-lived user such as the outbox."""
         from sqlalchemy import create_engine
         from sqlalchemy.pool import NullPool
 
-        url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", self.url)
-        options = {"options": f"-c search_path={self.schema} -c TimeZone=UTC"} if self.schema else {}
-        return create_engine(url, poolclass=NullPool, connect_args=options)
+        pool: dict[str, Any] = (
+            {"pool_size": 2, "max_overflow": 6, "pool_pre_ping": True} if pooled else {"poolclass": NullPool}
+        )
+        return create_engine("postgresql+psycopg://", creator=lambda: self._connect_raw(autocommit=False), **pool)
+
+    def outbox_engine(self) -> Engine:
+        """The engine of the outbox, a table of this store shared by every host that uses it: the
+        store is created or migrated first, so the outbox lands in its schema."""
+        with self.connect():
+            pass
+        return self.engine(pooled=True)
 
     @contextmanager
     def job_lock(self, job: str) -> Iterator[str]:

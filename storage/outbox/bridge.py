@@ -1,5 +1,11 @@
-"""Rows between the outbox database and DuckDB files: the one-time import of an older store's
-outbox, and the copy of the outbox table that each read snapshot carries for analysts.
+"""Where a store's outbox lives, and rows between the outbox database and DuckDB files: the
+one-time import of an older store's outbox, and the copy of the outbox table that each read
+snapshot carries for analysts.
+
+A DuckDB store's outbox is a SQLite file beside it (``storage.outbox_path``). A server store
+(PostgreSQL) holds the outbox itself: the ``outbox`` table of the store's schema, which every host
+using the store shares, so an action queued on one host is drained by whichever replica runs the
+drain, and survives the host that queued it.
 
 Import (first start after the upgrade): the store's ``outbox`` rows are inserted into the outbox
 database with their ids, states, attempts and ``seq`` (the sequence is moved past them), in one
@@ -19,7 +25,7 @@ import pyarrow as pa
 from gladly_sync.storage.database import Database
 from gladly_sync.storage.outbox.database import OutboxDatabase, advance_seq, meta_value, set_meta
 from gladly_sync.storage.outbox.schema import OUTBOX
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, inspect, select
 from sqlalchemy.schema import CreateTable
 
 from gladly_sync.errors import DatabaseLocked
@@ -29,23 +35,41 @@ __all__ = ["copy_into_snapshot", "import_store_outbox", "outbox_for_store"]
 IMPORTED = "store_outbox_imported"
 
 
-def outbox_for_store(
-    store: Database, path: Any = None, *, url: str | None = None, wait_for_store: bool = True
-) -> OutboxDatabase:
-    """The outbox database of ``store``: ``path`` (default: ``gladly_outbox.sqlite`` beside the
-    store) or ``url``; an older store's outbox rows are imported the first time it is opened.
+def outbox_for_store(store: Any, path: Any = None, *, wait_for_store: bool = True) -> OutboxDatabase:
+    """The outbox database of ``store``: the store's own when it has one (``store.outbox_engine``,
+    PostgreSQL; ``path`` is then unused), else the SQLite file ``path`` (default:
+    ``gladly_outbox.sqlite`` beside the store), into which an older store's outbox rows are imported
+    the first time it is opened.
 
     ``wait_for_store=False`` (enqueue, Applied's path): when another process holds the store, the
     import is left to the next opener (the drain waits for it) instead of waiting for the lock.
     """
-    if path is None and url is None:
+    shared = getattr(store, "outbox_engine", None)
+    if shared is not None:
+        return OutboxDatabase(
+            engine_factory=shared,
+            where=f"the outbox table of {store.where}",
+            lock_wait_seconds=store.lock_wait_seconds,
+            on_first_open=lambda database, engine: _describe_outbox(store, engine),
+        )
+    if path is None:
         path = (store.path.parent if store.path else Path("data")) / "gladly_outbox.sqlite"
     return OutboxDatabase(
         path,
-        url=url,
         lock_wait_seconds=store.lock_wait_seconds,
         on_first_open=lambda database, engine: import_store_outbox(engine, store, wait=wait_for_store),
     )
+
+
+def _describe_outbox(store: Any, engine: Engine) -> None:
+    """The analysts' COMMENTs (``storage/tables.py``) on a server store's outbox table, which is
+    created after the store's own migrations: applied once, when the table has none yet."""
+    from gladly_sync.storage.schema import describe
+
+    if inspect(engine).get_table_comment("outbox").get("text"):
+        return
+    with store.transaction() as con:
+        describe(con)
 
 
 def import_store_outbox(engine: Engine, store: Database, *, wait: bool = True) -> int | None:

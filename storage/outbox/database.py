@@ -2,12 +2,14 @@
 
 Embedded it is a SQLite file in WAL mode (``storage.outbox_path``), opened through SQLAlchemy with
 the stdlib driver: readers never block the writer, and a write holds the file for a millisecond or
-two. The same code serves any SQLAlchemy URL (PostgreSQL, when ``storage.url`` is set); what
-differs per backend lives in this module only:
+two. On a PostgreSQL store (``storage.url``) the outbox is a table of the store's own schema, shared
+by every host: the store hands over an engine (``PostgresDatabase.outbox_engine``) and the same code
+runs on it. What differs per backend lives in this module only:
 
 - SQLite: ``journal_mode=WAL``, ``synchronous=FULL`` (a row committed ``sending`` is on disk before
   its request leaves), ``secure_delete``, ``busy_timeout`` = the lock wait, and every write transaction is
   ``BEGIN IMMEDIATE`` so two writers queue on the lock instead of failing on an upgrade;
+- PostgreSQL: the store's ``lock_timeout``; a lock not granted in that time is ``DatabaseLocked``;
 - :func:`next_seq`: a sequence where the backend has them, else SQLite's AUTOINCREMENT.
 
 The engine keeps a small connection pool (an idle SQLite or Postgres connection holds no lock).
@@ -19,7 +21,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +30,7 @@ from typing import Any
 
 from gladly_sync.storage.outbox.schema import METADATA, OUTBOX_META, OUTBOX_SEQ, SEQUENCE
 from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from gladly_sync.errors import DatabaseLocked
 
@@ -37,7 +40,8 @@ DEFAULT_NAME = "gladly_outbox.sqlite"
 
 
 class OutboxDatabase:
-    """The outbox database at ``url`` (any SQLAlchemy URL) or ``path`` (a SQLite file).
+    """The outbox database in ``path`` (a SQLite file), or on the engine ``engine_factory`` makes (a
+    server store's, such as PostgreSQL's).
 
     ``connect()`` gives a connection for reads, ``transaction()`` one whose block is a single
     write transaction (committed on success, rolled back on any exception). The schema is created
@@ -48,27 +52,31 @@ class OutboxDatabase:
         self,
         path: Path | str | None = None,
         *,
-        url: str | None = None,
+        engine_factory: Callable[[], Engine] | None = None,
+        where: str = "the outbox database",
         lock_wait_seconds: float = 30.0,
         on_first_open: Any = None,
     ):
-        if (path is None) == (url is None):
-            raise ValueError("OutboxDatabase takes a SQLite path or a database URL (one of them)")
+        if (path is None) == (engine_factory is None):
+            raise ValueError("OutboxDatabase takes a SQLite path or an engine factory (one of them)")
         self.path = Path(path) if path is not None else None
-        self.url = url or f"sqlite:///{self.path}"
+        self.where = str(self.path) if self.path is not None else where
+        self._engine_factory = engine_factory
         self.lock_wait_seconds = lock_wait_seconds
         self._on_first_open = on_first_open
         self._engine: Engine | None = None
         self._guard = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"OutboxDatabase({str(self.path) if self.path else self.url!r})"
+        return f"OutboxDatabase({self.where!r})"
 
     @property
     def engine(self) -> Engine:
         with self._guard:
             if self._engine is None:
                 self._engine = self._create()
+                # pooled server connections are closed, not left to the garbage collector
+                weakref.finalize(self, self._engine.dispose)
             return self._engine
 
     @contextmanager
@@ -86,8 +94,11 @@ class OutboxDatabase:
     def release_erased_bytes(self) -> None:
         """After an erasure: ``secure_delete`` zeroed what the blanking freed in the file's pages, but
         the WAL still holds the frames written before. Copy them into the file and truncate the WAL
-        to nothing (SQLite only; a server database keeps no file of ours)."""
+        to nothing. On a server database (PostgreSQL) the blanked rows' old versions are dead tuples
+        in the table's pages: ``VACUUM FULL outbox`` writes the table anew without them."""
         if self.path is None:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as con:
+                con.exec_driver_sql("VACUUM FULL outbox")
             return
         raw = self.engine.raw_connection()  # autocommit: a checkpoint cannot run inside a transaction
         try:
@@ -111,20 +122,17 @@ class OutboxDatabase:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        """Map the backend's "database is locked" (past the busy timeout) to :class:`DatabaseLocked`."""
+        """Map the backend's lock wait running out (SQLite's "database is locked" past the busy
+        timeout, PostgreSQL's ``lock_timeout``) to :class:`DatabaseLocked`."""
         try:
             yield
-        except OperationalError as exc:
-            if "locked" not in str(exc.orig).lower():
+        except DBAPIError as exc:
+            if not _lock_wait_ran_out(exc):
                 raise
-            where = str(self.path) if self.path else "the outbox database"
-            raise DatabaseLocked(where, None, self.lock_wait_seconds) from exc
+            raise DatabaseLocked(self.where, None, self.lock_wait_seconds) from exc
 
     def _create(self) -> Engine:
-        if self.path is not None:
-            engine = self._sqlite_engine()
-        else:
-            engine = create_engine(self.url, pool_pre_ping=True)
+        engine = self._sqlite_engine() if self._engine_factory is None else self._engine_factory()
         try:
             with self._locked(), engine.begin() as con:
                 METADATA.create_all(con)
@@ -142,7 +150,7 @@ class OutboxDatabase:
             self.path.touch(mode=0o600)
         os.chmod(self.path, 0o600)
         engine = create_engine(
-            self.url,
+            f"sqlite:///{self.path}",
             connect_args={"timeout": self.lock_wait_seconds, "check_same_thread": False},
             pool_size=4,
             max_overflow=8,
@@ -166,6 +174,12 @@ class OutboxDatabase:
             con.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
+
+
+def _lock_wait_ran_out(exc: DBAPIError) -> bool:
+    if getattr(exc.orig, "sqlstate", None) == "55P03":  # PostgreSQL: lock_not_available
+        return True
+    return isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower()
 
 
 def next_seq(con: Connection) -> int:

@@ -1,4 +1,8 @@
-"""Builders shared by the outbox tests: a fresh store, conversations and items in plain SQL, a clock."""
+"""Builders shared by the outbox tests: a fresh store, conversations and items in plain SQL, a clock.
+
+The store is a DuckDB file with its SQLite outbox beside it, or, while ``POSTGRES`` names a schema
+(``conftest.backend``), a PostgreSQL store holding the outbox table.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +14,25 @@ from pathlib import Path
 from typing import Any
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+POSTGRES: Any = None  # the PostgresSchema this test's store lives in; None: DuckDB
 
 
 def open_db(tmp_path: Path) -> Any:
     """A fresh store (schema created on first connect)."""
     from gladly_sync.storage.database import Database
+    from gladly_sync.storage.postgres import PostgresDatabase
 
-    db = Database(tmp_path / "gladly.duckdb", lock_wait_seconds=5)
+    if POSTGRES is not None:
+        db: Any = PostgresDatabase(POSTGRES.url, schema=POSTGRES.schema, organization="acme", lock_wait_seconds=5)
+    else:
+        db = Database(tmp_path / "gladly.duckdb", lock_wait_seconds=5)
     with db.connect():
         pass
     return db
 
 
 def open_outbox(tmp_path: Path, db: Any = None) -> Any:
-    """The outbox database beside the store (``gladly_outbox.sqlite``), schema created."""
+    """The store's outbox database (``gladly_outbox.sqlite`` beside a DuckDB store), schema created."""
     from gladly_sync.storage.outbox.bridge import outbox_for_store
 
     store = db if db is not None else open_db(tmp_path)
@@ -31,6 +40,13 @@ def open_outbox(tmp_path: Path, db: Any = None) -> Any:
     with database.connect():
         pass
     return database
+
+
+def store_arguments(tmp_path: Path) -> str:
+    """``Store(...)``'s arguments, as Python source, for this test's store (for child processes)."""
+    if POSTGRES is not None:
+        return f"url={POSTGRES.url!r}, schema={POSTGRES.schema!r}"
+    return f"{str(tmp_path / 'gladly.duckdb')!r}, outbox_path={str(tmp_path / 'gladly_outbox.sqlite')!r}"
 
 
 class Queue:
@@ -195,6 +211,8 @@ def make_settings(
             snapshot_path=None,
             lock_wait_seconds=5,
             outbox_path=tmp_path / "gladly_outbox.sqlite",
+            url=POSTGRES.url if POSTGRES is not None else None,
+            schema=POSTGRES.schema if POSTGRES is not None else None,
         ),
         schedule=ScheduleSettings(
             sync_every=timedelta(minutes=5),

@@ -407,6 +407,7 @@ class TestConcurrentDrains:
         assert all(r["status"] == "sent" for r in store.rows())
 
 
+@pytest.mark.duckdb_only
 class TestUpgrade:
     def test_rows_queued_by_the_first_release_are_sent_once(self, tmp_path, sim):
         """A store from the first release with pending, sent and unknown rows: after the upgrade

@@ -1,10 +1,13 @@
 """An erasure in Gladly reaches the outbox: erased customers' bodies are blanked, open rows cancelled,
-and the SQLite files keep no byte of them."""
+and the database's files keep no byte of them (the SQLite files; PostgreSQL's table files)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+import tests.outbox
 from tests.outbox import T0, Queue, add_conversation, add_item, open_db, open_outbox
 
 
@@ -69,6 +72,7 @@ class TestBlankErasedActions:
         q.blank_erased_actions(["conv-erased"], [])
         assert q.blank_erased_actions(["conv-erased"], []) == 0
 
+    @pytest.mark.duckdb_only
     def test_no_byte_of_a_blanked_body_stays_in_the_sqlite_files(self, tmp_path):
         """After blanking and release_erased_bytes, the body is in neither the database file nor its
         -wal or -shm (secure_delete zeroes freed space; the WAL is checkpointed and truncated)."""
@@ -77,6 +81,37 @@ class TestBlankErasedActions:
 
         def holding() -> list[str]:
             return [f.name for f in files if f.exists() and b"pending secret body" in f.read_bytes()]
+
+        assert holding()
+        q.blank_erased_actions(["conv-erased"], [])
+        q.database.release_erased_bytes()
+        assert holding() == []
+
+    @pytest.mark.postgres
+    def test_no_byte_of_a_blanked_body_stays_in_the_postgres_table_files(self, tmp_path):
+        """On PostgreSQL, after blanking and release_erased_bytes (``VACUUM FULL outbox``) and a
+        checkpoint, the body is in none of the outbox table's files (heap and TOAST); before, it was."""
+        import psycopg
+
+        q, _ = _queue(tmp_path)
+        where = tests.outbox.POSTGRES
+
+        def holding() -> list[str]:
+            with psycopg.connect(where.url, autocommit=True) as con:
+                con.execute("CHECKPOINT")
+                data = Path(con.execute("SHOW data_directory").fetchone()[0])
+                files = con.execute(
+                    "SELECT pg_relation_filepath(c.oid) FROM pg_class AS c "
+                    "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relname = 'outbox' "
+                    "UNION SELECT pg_relation_filepath(c.reltoastrelid) FROM pg_class AS c "
+                    "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relname = 'outbox' AND c.reltoastrelid <> 0",
+                    [where.schema, where.schema],
+                ).fetchall()
+            paths = [data / name for (name,) in files if name]
+            assert paths, "the outbox table has files"
+            return [p.name for p in paths if p.exists() and b"pending secret body" in p.read_bytes()]
 
         assert holding()
         q.blank_erased_actions(["conv-erased"], [])

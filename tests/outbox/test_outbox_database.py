@@ -11,6 +11,7 @@ import textwrap
 from datetime import timedelta
 
 import duckdb
+import pytest
 from duckdb_engine import Dialect
 from gladly_sync.storage.database import Database
 from gladly_sync.storage.outbox.bridge import outbox_for_store
@@ -18,7 +19,7 @@ from gladly_sync.storage.outbox.schema import OUTBOX
 from gladly_sync.storage.tables import ANALYST_TABLES
 from sqlalchemy.schema import CreateTable
 
-from tests.outbox import T0, Queue, add_conversation, add_item, open_db, open_outbox
+from tests.outbox import T0, Queue, add_conversation, add_item, open_db, open_outbox, store_arguments
 
 
 def old_layout_store(tmp_path):
@@ -50,6 +51,7 @@ def store_has_outbox(db: Database) -> bool:
 
 
 class TestDatabase:
+    @pytest.mark.duckdb_only
     def test_sqlite_in_wal_mode_private_to_its_owner(self, tmp_path):
         """The outbox is a SQLite file in WAL mode, mode 0600, beside the store."""
         database = open_outbox(tmp_path)
@@ -70,7 +72,7 @@ class TestDatabase:
             f"""
             import sys
             from gladly_sync import Store
-            store = Store({str(db.path)!r}, outbox_path={str(tmp_path / "gladly_outbox.sqlite")!r})
+            store = Store({store_arguments(tmp_path)})
             for n in range(25):
                 store.enqueue_note("conv-1", f"p{{sys.argv[1]}}-{{n}}")
             """
@@ -90,6 +92,7 @@ class TestDatabase:
             assert mine == sorted(mine) and bodies == [f"p{p}-{n}" for n in range(25)]
 
 
+@pytest.mark.duckdb_only
 class TestImportFromTheStore:
     def test_old_rows_move_with_their_state_and_the_table_is_dropped(self, tmp_path):
         """pending, sent and unknown rows of an older store arrive unchanged (ids, states, attempts,
@@ -141,6 +144,7 @@ class TestImportFromTheStore:
             assert con.exec_driver_sql("SELECT count(*) FROM outbox_meta").scalar() == 1
 
 
+@pytest.mark.duckdb_only
 class TestSnapshotCopy:
     def test_snapshot_carries_the_outbox_table(self, tmp_path):
         """Each published snapshot holds a typed copy of the outbox table for analysts."""
