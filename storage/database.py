@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 from gladly_sync.storage.handover import Handover, TurnTimeout
+from gladly_sync.storage.liveness import process_alive
 from gladly_sync.storage.private import make_private, open_private, private_folder
 from gladly_sync.storage.schema import check_version, migrate
 
@@ -337,7 +338,7 @@ def remove_dead_temp_files(folder: Path, prefix: str, suffix: str) -> list[Path]
     pattern = re.compile(re.escape(prefix) + r"(\d+)" + re.escape(suffix))
     for path in folder.glob(f"{prefix}*{suffix}*"):
         match = pattern.match(path.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             remove_files(path)
             removed.append(path)
     return removed
@@ -346,18 +347,6 @@ def remove_dead_temp_files(folder: Path, prefix: str, suffix: str) -> list[Path]
 def remove_files(*paths: Path) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _inode(path: Path) -> int | None:

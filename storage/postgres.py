@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pyarrow as pa
 from gladly_sync.storage import postgres_items, postgres_sql
+from gladly_sync.storage.liveness import this_host
 from psycopg import errors as pg_errors
 from psycopg.types.string import TextLoader
 
@@ -176,7 +176,7 @@ class PostgresDatabase:
             return psycopg.connect(
                 self.url,
                 autocommit=autocommit,
-                application_name=f"{APPLICATION}:{socket.gethostname()}:{os.getpid()}",
+                application_name=f"{APPLICATION}:{this_host()}:{os.getpid()}",
                 options=self._session_options(),
             )
         except psycopg.OperationalError as exc:
@@ -275,12 +275,27 @@ class PostgresDatabase:
             pass
         return self.engine(pooled=True)
 
+    def _job_key(self, job: str) -> str:
+        return f"gladly-sync:{self.organization}:{job}"
+
+    def job_lock_held_by(self, job: str, host: str, pid: int | None) -> bool:
+        """Whether process ``pid`` of ``host`` holds ``job``'s advisory lock now: how one host tells
+        whether another host's ``running`` run is still alive (a dead holder's session, and its
+        lock, end with it)."""
+        session = f"{APPLICATION}:{host}:{pid}".encode()[:63].decode(errors="ignore")  # NAMEDATALEN
+        con = self._open()
+        try:
+            row = con.raw.execute(_HOLDERS + " AND a.application_name = %s", [self._job_key(job), session]).fetchone()
+        finally:
+            con.close()
+        return row is not None
+
     @contextmanager
     def job_lock(self, job: str) -> Iterator[str]:
         """Hold ``job``'s advisory lock (keyed by organization and job) for the block, or raise
         :class:`JobAlreadyRunning` at once. The lock belongs to a session of its own: a holder that
         dies ends the session, and PostgreSQL releases the lock with it."""
-        key = f"gladly-sync:{self.organization}:{job}"
+        key = self._job_key(job)
         con = self._open()
         try:
             got = con.raw.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key]).fetchone()
@@ -294,16 +309,15 @@ class PostgresDatabase:
             con.close()
 
 
+_HOLDERS = """
+    SELECT a.application_name FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted
+      AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s, 0)
+"""
+
+
 def _advisory_holder(con: PgConnection, key: str) -> int | None:
     """The PID (on its host) of the gladly-sync process holding the advisory lock ``key``."""
-    row = con.raw.execute(
-        """
-        SELECT a.application_name FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
-        WHERE l.locktype = 'advisory' AND l.granted
-          AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s, 0)
-        LIMIT 1
-        """,
-        [key],
-    ).fetchone()
+    row = con.raw.execute(_HOLDERS + " LIMIT 1", [key]).fetchone()
     match = _APPLICATION_PID.match(row[0]) if row and row[0] else None
     return int(match.group(1)) if match else None

@@ -162,7 +162,8 @@ def status_report(
         for run in _records(
             con.execute(
                 """
-                SELECT job, run_id, status, started_at, finished_at, requests, rate_limited, rows, error, pid
+                SELECT job, run_id, status, started_at, finished_at, requests, rate_limited, rows, error, pid,
+                    host
                 FROM sync_runs
                 QUALIFY row_number() OVER (PARTITION BY job ORDER BY started_at DESC, run_id DESC) = 1
                 ORDER BY job

@@ -146,10 +146,17 @@ def _create_missing_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
 
 
+def _run_hosts(con: duckdb.DuckDBPyConnection) -> None:
+    """``sync_runs.host``: several hosts may run jobs on one (PostgreSQL) store, and a pid means
+    something only on its own host."""
+    con.execute("ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS host VARCHAR")
+
+
 MIGRATIONS: Sequence[Migration] = (
     (1, "create tables and views", _create),
     (2, "organization table, conversation_metrics and daily_volume views, comments", _analysts),
     (3, "export_skipped_lines", _create_missing_tables),
+    (4, "sync_runs.host", _run_hosts),
 )
 
 

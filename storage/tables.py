@@ -21,7 +21,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Column, Computed, DateTime, In
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _ts(**kw: Any) -> Any:
@@ -212,6 +212,7 @@ class SyncRun(SQLModel, table=True):
     rows: Any = _json()
     error: str | None = _str()
     pid: int | None = Field(default=None, sa_column=Column(Integer))
+    host: str | None = _str()
 
 
 class SchemaVersion(SQLModel, table=True):

@@ -1090,11 +1090,14 @@ def record_skipped_lines(
     return len(batch)
 
 
-def start_run(con: Connection, run_id: str, job: str, started_at: datetime, pid: int) -> None:
-    """A run begins: status ``running`` until ``finish_run`` (a crashed run stays ``running``)."""
+def start_run(
+    con: Connection, run_id: str, job: str, started_at: datetime, pid: int, host: str | None = None
+) -> None:
+    """A run begins: status ``running`` until ``finish_run`` (a crashed run stays ``running``).
+    ``pid`` and ``host`` name the process running it."""
     con.execute(
-        "INSERT INTO sync_runs (run_id, job, started_at, status, pid) VALUES (?, ?, ?, 'running', ?)",
-        [run_id, job, _cell("ts", started_at), pid],
+        "INSERT INTO sync_runs (run_id, job, started_at, status, pid, host) VALUES (?, ?, ?, 'running', ?, ?)",
+        [run_id, job, _cell("ts", started_at), pid, host],
     )
 
 
@@ -1119,12 +1122,13 @@ def finish_run(
     )
 
 
-def running_runs(con: Connection, job: str) -> list[tuple[str, int | None]]:
-    """``(run_id, pid)`` of the job's runs recorded ``running`` (live, or left by a process that died)."""
+def running_runs(con: Connection, job: str) -> list[tuple[str, int | None, str | None]]:
+    """``(run_id, pid, host)`` of the job's runs recorded ``running`` (live, or left by a process
+    that died)."""
     return [
-        (run_id, pid)
-        for run_id, pid in con.execute(
-            "SELECT run_id, pid FROM sync_runs WHERE job = ? AND status = 'running' ORDER BY started_at",
+        (run_id, pid, host)
+        for run_id, pid, host in con.execute(
+            "SELECT run_id, pid, host FROM sync_runs WHERE job = ? AND status = 'running' ORDER BY started_at",
             [job],
         ).fetchall()
     ]
@@ -1143,7 +1147,7 @@ def last_runs(con: Connection, limit: int = 20) -> list[dict[str, Any]]:
     """The newest runs first, ``rows`` parsed."""
     result = con.execute(
         """
-        SELECT run_id, job, started_at, finished_at, status, requests, rate_limited, rows, error, pid
+        SELECT run_id, job, started_at, finished_at, status, requests, rate_limited, rows, error, pid, host
         FROM sync_runs ORDER BY started_at DESC NULLS LAST, run_id DESC LIMIT ?
         """,
         [limit],

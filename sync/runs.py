@@ -9,7 +9,9 @@
                                            # sync_runs shows how the run ended
 
 A run whose process died (SIGKILL, a crash) stays ``running`` in the table; ``status`` shows it as
-``interrupted`` once its process is gone (``process_alive``), and the job's next run records it so.
+``interrupted`` once its process is gone (``run_alive``), and the job's next run records it so. A
+run records its host beside its pid: a pid of this host is checked here; one of another host (several
+replicas on one PostgreSQL store) is alive while it holds the job's lock on the store.
 ``record_skipped`` records a cron run that did nothing because the same job was already running.
 """
 
@@ -28,6 +30,7 @@ from typing import Any
 
 import structlog
 from gladly_sync.storage import upserts
+from gladly_sync.storage.liveness import process_alive, this_host
 from gladly_sync.sync.context import Context
 
 from gladly_sync.errors import Interrupted
@@ -35,6 +38,7 @@ from gladly_sync.errors import Interrupted
 __all__ = [
     "RunHandle",
     "process_alive",
+    "run_alive",
     "progress_path",
     "publish_snapshot",
     "read_progress",
@@ -46,21 +50,14 @@ _ERROR_LIMIT = 2000
 PROGRESS_EVERY = 1.0  # seconds between writes of the progress file
 
 
-def process_alive(pid: int | None) -> bool:
-    """Whether process ``pid`` exists on this host and is not a zombie (an unknown pid is alive)."""
-    if not pid:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+def run_alive(db: Any, job: str, pid: int | None, host: str | None) -> bool:
+    """Whether the process that recorded a ``running`` run of ``job`` is still there: by its pid on
+    this host; on another host, by whether it still holds the job's lock on the store (a store that
+    cannot tell, which no other host can reach anyway, says alive)."""
+    if host is None or host == this_host():
+        return process_alive(pid)
+    held_by = getattr(db, "job_lock_held_by", None)
+    return True if held_by is None else bool(held_by(job, host, pid))
 
 
 def progress_path(db_path: Path | str, job: str) -> Path:
@@ -151,7 +148,7 @@ def run_job(ctx: Context, job: str) -> Iterator[RunHandle]:
     with structlog.contextvars.bound_contextvars(run_id=run.run_id, job=job):
         with ctx.db.transaction() as con:
             _record_dead_runs(ctx, con, job)
-            upserts.start_run(con, run.run_id, job, run.started_at, os.getpid())
+            upserts.start_run(con, run.run_id, job, run.started_at, os.getpid(), this_host())
         try:
             yield run
         except (Interrupted, KeyboardInterrupt) as exc:
@@ -167,12 +164,12 @@ def run_job(ctx: Context, job: str) -> Iterator[RunHandle]:
 
 def _record_dead_runs(ctx: Context, con: Any, job: str) -> None:
     """The job's earlier runs still ``running`` whose process is gone become ``interrupted``."""
-    dead = [(run_id, pid) for run_id, pid in upserts.running_runs(con, job) if not process_alive(pid)]
+    dead = [
+        run_id for run_id, pid, host in upserts.running_runs(con, job) if not run_alive(ctx.db, job, pid, host)
+    ]
     if dead:
-        upserts.mark_interrupted(
-            con, [run_id for run_id, _ in dead], "interrupted: its process ended without recording the run"
-        )
-        ctx.log.warning("runs_interrupted", job=job, run_ids=[run_id for run_id, _ in dead])
+        upserts.mark_interrupted(con, dead, "interrupted: its process ended without recording the run")
+        ctx.log.warning("runs_interrupted", job=job, run_ids=dead)
 
 
 def publish_snapshot(ctx: Context, run: RunHandle) -> None:
@@ -193,7 +190,7 @@ def record_skipped(ctx: Context, job: str, reason: str) -> str:
     run_id = uuid.uuid4().hex
     now = ctx.clock()
     with ctx.db.transaction() as con:
-        upserts.start_run(con, run_id, job, now, os.getpid())
+        upserts.start_run(con, run_id, job, now, os.getpid(), this_host())
         upserts.finish_run(
             con, run_id, status="skipped", finished_at=now, requests=0, rate_limited=0, rows={}, error=reason
         )

@@ -1,6 +1,6 @@
 """``status`` and ``status --check``: what the store's report means for an operator.
 
-    live_runs(report, db_path)   a ``running`` run whose process is gone becomes ``interrupted``;
+    live_runs(report, db, path)  a ``running`` run whose process is gone becomes ``interrupted``;
                                  a live one gets the progress it last reported
     assess_status(...)           problems (``--check`` exits 1) and warnings
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gladly_sync.sync.cli.render import age
-from gladly_sync.sync.runs import process_alive, read_progress
+from gladly_sync.sync.runs import read_progress, run_alive
 
 from gladly_sync.config import EVENTS_WINDOW, Settings
 
@@ -29,16 +29,21 @@ STUCK_UNKNOWN = timedelta(minutes=10)  # status --check: an unknown row this old
 
 
 def live_runs(
-    report: dict[str, Any], db_path: Path | str, *, alive: Callable[[int | None], bool] = process_alive
+    report: dict[str, Any],
+    db: Any,
+    db_path: Path | str,
+    *,
+    alive: Callable[[Any, str, int | None, str | None], bool] = run_alive,
 ) -> dict[str, Any]:
-    """The report with each ``running`` last run checked against its process (on this host)."""
+    """The report with each ``running`` last run checked against its process (``run_alive``)."""
     for job, run in (report.get("last_runs") or {}).items():
         if run.get("status") != "running":
             continue
-        if not alive(run.get("pid")):
+        if not alive(db, job, run.get("pid"), run.get("host")):
+            where = f" on {run['host']}" if run.get("host") else ""
             run["status"] = "interrupted"
             run["error"] = (
-                f"process {run.get('pid')} is gone and the run never recorded how it ended; "
+                f"process {run.get('pid')}{where} is gone and the run never recorded how it ended; "
                 f"the next {job} carries on"
             )
         else:

@@ -174,7 +174,7 @@ class TestStatusHealth:
                 "drain": {"run_id": "r2", "status": "running", "pid": 222},
             }
         }
-        live_runs(data, db, alive=lambda pid: pid == 222)
+        live_runs(data, None, db, alive=lambda store, job, pid, host: pid == 222)
         assert data["last_runs"]["sync"]["status"] == "interrupted"
         assert "process 111 is gone" in data["last_runs"]["sync"]["error"]
         assert data["last_runs"]["drain"]["progress"] == {"stage": "items"}

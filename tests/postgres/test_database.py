@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from gladly_sync.storage import upserts
+from gladly_sync.storage import schema, upserts
+from gladly_sync.storage.liveness import this_host
 from gladly_sync.storage.postgres import PostgresDatabase
 from gladly_sync.storage.postgres_sql import translate
-from gladly_sync.storage import schema
 from gladly_sync.storage.tables import ANALYST_VIEWS, SCHEMA_VERSION
+from gladly_sync.sync.runs import run_alive
 
 from gladly_sync.errors import DatabaseLocked, JobAlreadyRunning, NotFound, SchemaTooNew, StorageError
 from tests.storage.test_database import TABLES
@@ -229,6 +230,27 @@ class TestJobLock:
             except JobAlreadyRunning:
                 assert time.monotonic() < deadline, "the dead holder's lock was never released"
                 time.sleep(0.05)
+
+
+class TestRunLiveness:
+    """A host tells whether another host's ``running`` run is alive by its hold on the job's lock."""
+
+    def test_the_holder_of_the_job_lock_is_alive_and_no_one_else(self, db):
+        """While this process holds sync's lock, (this host, this pid) holds it; another host with
+        the same pid, another job, and this process after it let go do not."""
+        me = (this_host(), os.getpid())
+        with db.job_lock("sync"):
+            assert db.job_lock_held_by("sync", *me)
+            assert not db.job_lock_held_by("sync", "another-host", os.getpid())
+            assert not db.job_lock_held_by("drain", *me)
+        assert not db.job_lock_held_by("sync", *me)
+
+    def test_another_hosts_run_is_judged_by_the_lock_not_by_our_pids(self, db):
+        """A run recorded by another host with our own (live) pid is dead once no one holds the
+        lock; a run of ours is judged by our process table."""
+        assert run_alive(db, "sync", os.getpid(), "another-host") is False
+        assert run_alive(db, "sync", os.getpid(), this_host()) is True
+        assert run_alive(db, "sync", 2**22 + 12345, this_host()) is False
 
 
 class TestTranslation:

@@ -776,7 +776,7 @@ class TestCursorsAndRuns:
             rows={"conversations": 2},
             error=None,
         )
-        upserts.start_run(con, "r2", "drain", T1, 101)
+        upserts.start_run(con, "r2", "drain", T1, 101, "replica-b")
         assert upserts.last_runs(con, 10) == [
             {
                 "run_id": "r2",
@@ -789,6 +789,7 @@ class TestCursorsAndRuns:
                 "rows": None,
                 "error": None,
                 "pid": 101,
+                "host": "replica-b",
             },
             {
                 "run_id": "r1",
@@ -801,5 +802,6 @@ class TestCursorsAndRuns:
                 "rows": {"conversations": 2},
                 "error": None,
                 "pid": 100,
+                "host": None,
             },
         ]
