@@ -1,19 +1,28 @@
-"""Several ``gladly-sync run`` replicas on one PostgreSQL store, as real processes."""
+"""Several ``gladly-sync run`` replicas on one PostgreSQL store, as real processes on separate hosts.
+
+Each replica is a host of its own: its own folder and config (nothing on disk is shared; the store
+and its outbox live in PostgreSQL only) and, where the kernel lets us (``unshare``, as on CI), its
+own hostname and PID namespace, so both daemons run as PID 1 of different hosts, as two VMs would.
+Applied queues its notes through the CLI of a third folder.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
 
 import pytest
 from gladly_sync.simulator import Simulator
 
-from tests.e2e.conftest import Cli
+from tests.e2e.conftest import ROOT, Cli, write_config
 from tests.e2e.test_cli_e2e import open_conversations
-from tests.e2e.test_daemon_e2e import start
 
 pytestmark = pytest.mark.e2e
 
@@ -23,6 +32,79 @@ REPLICA = {
     "GLADLY_SYNC__SCHEDULE__DRAIN_EVERY": "1s",
     "GLADLY_SYNC__GLADLY__REQUESTS_PER_SECOND": "6",
 }
+# Run the CLI under another hostname (in the new UTS namespace unshare made).
+_AS_HOST = (
+    "import os, socket, sys; socket.sethostname(sys.argv[1]); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'gladly_sync', *sys.argv[2:]])"
+)
+_NAMESPACES = ["unshare", "--uts", "--pid", "--mount-proc", "--fork", "--kill-child=SIGTERM"]
+
+
+@cache
+def hosts_can_be_simulated() -> bool:
+    """Whether this machine lets us give a process its own hostname and PID namespace."""
+    try:
+        done = subprocess.run(
+            [*_NAMESPACES, sys.executable, "-c", "import socket; socket.sethostname('probe')"],
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+@dataclass
+class Replica:
+    """One ``gladly-sync run`` on a host of its own."""
+
+    host: str
+    folder: Path
+    process: subprocess.Popen
+    namespaced: bool
+
+    @property
+    def pid(self) -> int:
+        """The daemon's PID as this machine sees it (in its namespace it is PID 1)."""
+        if not self.namespaced:
+            return self.process.pid
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return int(children[0])
+
+    def owns(self, run: tuple) -> bool:
+        """Whether a ``sync_runs`` row (run_id, pid, host, ...) is this replica's."""
+        return run[2] == self.host if self.namespaced else run[1] == self.process.pid
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        self.process.communicate(timeout=30)
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+        out, err = self.process.communicate(timeout=60)
+        return out + err
+
+
+def start_replica(cli: Cli, sim: Simulator, folder: Path, host: str) -> Replica:
+    """``gladly-sync run`` from its own folder and config, on the store ``cli`` uses."""
+    config = write_config(folder, sim.base_url, postgres=cli.postgres)
+    argv = ["--config", str(config), "run"]
+    namespaced = hosts_can_be_simulated()
+    command = (
+        [*_NAMESPACES, sys.executable, "-c", _AS_HOST, host, *argv]
+        if namespaced
+        else [sys.executable, "-m", "gladly_sync", *argv]
+    )
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GLADLY_API_TOKEN": cli.token, **REPLICA},
+        cwd=ROOT,
+    )
+    return Replica(host, folder, process, namespaced)
 
 
 def wait_until(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
@@ -35,19 +117,20 @@ def wait_until(condition, timeout: float, what: str):  # type: ignore[no-untyped
     raise AssertionError(f"{what} did not happen within {timeout}s")
 
 
-def sync_runs(cli: Cli, job: str = "sync") -> list[tuple[str, int, datetime, datetime | None, str]]:
+def sync_runs(cli: Cli, job: str = "sync") -> list[tuple]:
+    """(run_id, pid, host, started_at, finished_at, status) of the job's runs, oldest first."""
     return cli.query(
-        "SELECT run_id, pid, started_at, finished_at, status FROM sync_runs "
+        "SELECT run_id, pid, host, started_at, finished_at, status FROM sync_runs "
         "WHERE job = ? AND status <> 'skipped' ORDER BY started_at",
         job,
     )
 
 
-def assert_no_overlap(runs, killed_pid: int, killed_at: datetime) -> None:  # type: ignore[no-untyped-def]
-    """A run's span is [started_at, finished_at]; a run of the killed process ended when it was
+def assert_no_overlap(runs: list[tuple], killed: Replica, killed_at: datetime) -> None:
+    """A run's span is [started_at, finished_at]; a run of the killed replica ended when it was
     killed; a run still going now ends now."""
     now = datetime.now(UTC)
-    spans = sorted((r[2], r[3] or (killed_at if r[1] == killed_pid else now)) for r in runs)
+    spans = sorted((r[3], r[4] or (killed_at if killed.owns(r) else now)) for r in runs)
     for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False):
         assert next_start >= end, f"two runs of one job overlapped: {spans}"
 
@@ -61,36 +144,33 @@ def enqueue_notes(cli: Cli, conversations: list[str], tag: str) -> dict[str, str
     return queued
 
 
-def stop(process: subprocess.Popen) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
-    return out + err
-
-
 @pytest.mark.parametrize("backend", ["postgres"])
 class TestReplicas:
-    def test_the_sync_holder_dies_and_the_other_replica_takes_over(self, sim: Simulator, cli: Cli):
-        """Two daemons on one store: each job runs on one at a time; when the sync's holder is killed
-        (-9), the other runs it within about one interval and stores the new messages, draining goes
-        on, every queued note reaches Gladly exactly once, and no two runs of a job overlap."""
+    def test_the_sync_holder_dies_and_the_other_replica_takes_over(
+        self, sim: Simulator, cli: Cli, tmp_path: Path
+    ):
+        """Two daemons on two hosts share one store: each job runs on one at a time; when the sync's
+        holder is killed (-9), the other runs it within about one interval, stores the new
+        messages and records the dead run as interrupted; draining goes on; every note Applied
+        queued (from a third host) reaches Gladly exactly once; no two runs of a job overlap; and
+        no host keeps an outbox file of its own."""
         cli.ok("sync", "--full")
         conversations = open_conversations(sim)
         for conv_id in conversations[:6]:  # a sync slow enough (~13 requests at 6/s) to be caught in
             sim.world.new_message(conv_id, text="Any news?")
         queued = enqueue_notes(cli, conversations[:4], "before")
-        replicas = [start(cli, "run", env=REPLICA) for _ in range(2)]
-        by_pid = {p.pid: p for p in replicas}
+        replicas = [start_replica(cli, sim, tmp_path / name, name) for name in ("replica-a", "replica-b")]
         try:
             running = wait_until(
-                lambda: [r for r in sync_runs(cli) if r[4] == "running" and r[1] in by_pid],
+                lambda: [
+                    r for r in sync_runs(cli) if r[5] == "running" and any(p.owns(r) for p in replicas)
+                ],
                 60,
                 "a replica's sync run",
-            )
-            holder = by_pid[running[-1][1]]
+            )[-1]
+            holder = next(p for p in replicas if p.owns(running))
             survivor = next(p for p in replicas if p is not holder)
-            os.kill(holder.pid, signal.SIGKILL)
-            holder.communicate(timeout=30)
+            holder.kill()
             killed_at = datetime.now(UTC)
             item_id = sim.world.new_message(conversations[6], text="Still waiting")
             queued.update(enqueue_notes(cli, conversations[4:8], "after"))
@@ -105,15 +185,14 @@ class TestReplicas:
                 "every queued note sent",
             )
             runs, drains = sync_runs(cli), sync_runs(cli, "drain")
-            killed = [r for r in runs if r[0] == running[-1][0]]
-            # killed mid-sync: its record never finished; the next run of the job marks it interrupted
-            assert killed[0][4] in ("running", "interrupted"), "the holder was killed mid-sync"
-            taken_over = [r for r in runs if r[1] == survivor.pid and r[2] > killed_at]
-            assert taken_over and (taken_over[0][2] - killed_at).total_seconds() <= SYNC_EVERY + 10
+            taken_over = [r for r in runs if survivor.owns(r) and r[3] > killed_at]
+            assert taken_over and (taken_over[0][3] - killed_at).total_seconds() <= SYNC_EVERY + 10
+            killed = next(r for r in runs if r[0] == running[0])
+            assert killed[5] == "interrupted", "the survivor's sync records the dead holder's run"
         finally:
-            output = "".join(stop(p) for p in replicas if p.returncode is None)
-        assert_no_overlap(runs, holder.pid, killed_at)
-        assert_no_overlap(drains, holder.pid, killed_at)
+            output = "".join(p.stop() for p in replicas if p.process.returncode is None)
+        assert_no_overlap(runs, holder, killed_at)
+        assert_no_overlap(drains, holder, killed_at)
         posted = [r.body.decode() for r in sim.requests if r.method == "POST" and r.path.endswith("/notes")]
         for body in queued.values():
             assert sum(body in sent for sent in posted) == 1, f"{body!r} was POSTed {posted}"
@@ -123,4 +202,7 @@ class TestReplicas:
             for n in sim.world.items_by_agent(conv_id, content_type="CONVERSATION_NOTE")
         ]
         assert sorted(n for n in notes if "note" in n) == sorted(queued.values())
+        assert list(tmp_path.rglob("*.sqlite*")) == [], "the outbox lives in PostgreSQL only"
         assert cli.token not in output
+        if holder.namespaced:  # each replica recorded its runs under its own host name
+            assert {holder.host, survivor.host} <= {r[2] for r in runs}
