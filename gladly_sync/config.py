@@ -633,7 +633,8 @@ def load_settings(
         inboxes=InboxSettings(**values["inboxes"]),
         storage=StorageSettings(
             path=_resolve(folder, storage["path"]),
-            snapshot_path=_resolve(folder, snapshot) if snapshot else None,
+            # PostgreSQL has no snapshot: readers connect to the server (SPEC, Beyond one VM)
+            snapshot_path=_resolve(folder, snapshot) if snapshot and not storage["url"] else None,
             lock_wait_seconds=storage["lock_wait_seconds"],
             outbox_path=_resolve(folder, storage["outbox_path"]),
             url=storage["url"],

@@ -101,6 +101,11 @@ class Database:
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r})"
 
+    @property
+    def where(self) -> str:
+        """The store, for messages: its file."""
+        return str(self.path)
+
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A raw connection for one batch, closed on exit. The first one migrates the store.

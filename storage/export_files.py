@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+from gladly_sync.storage.dialect import dialect_specific
 from gladly_sync.storage.private import private_folder
 from gladly_sync.storage.tables import ANALYST_TABLES, ANALYST_VIEWS
 
@@ -49,6 +50,7 @@ def choose_relations(requested: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+@dialect_specific
 def export_relations(
     con: duckdb.DuckDBPyConnection, folder: Path, fmt: str, relations: Sequence[str]
 ) -> list[ExportedFile]:

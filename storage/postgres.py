@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pyarrow as pa
-from gladly_sync.storage import postgres_items, postgres_sql
+from gladly_sync.storage import postgres_export, postgres_items, postgres_sql
 from gladly_sync.storage.liveness import this_host
 from psycopg import errors as pg_errors
 from psycopg.types.string import TextLoader
@@ -56,7 +56,11 @@ def safe_url(url: str) -> str:
 class PgConnection:
     """A psycopg connection that storage functions can use as they use a DuckDB connection."""
 
-    implementations = {**postgres_sql.IMPLEMENTATIONS, **postgres_items.IMPLEMENTATIONS}
+    implementations = {
+        **postgres_sql.IMPLEMENTATIONS,
+        **postgres_items.IMPLEMENTATIONS,
+        **postgres_export.IMPLEMENTATIONS,
+    }
 
     def __init__(self, raw: psycopg.Connection, where: str):
         self.raw = raw

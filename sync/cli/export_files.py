@@ -1,8 +1,9 @@
 """``gladly-sync export --format parquet|csv --to DIR [--tables ...]``: files for BI tools.
 
 It reads the read snapshot when ``storage.snapshot_path`` is set (so it never waits for a running
-sync), else the store read-only, and writes one file per analyst table or view
-(``storage/export_files.py``).
+sync), else the store read-only (PostgreSQL: always the store), and writes one file per analyst
+table or view (``storage/export_files.py``). The outbox is read where it lives: its own SQLite
+database beside a DuckDB store, the store itself on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -32,21 +33,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _source(settings: Settings) -> Path:
+def _source(settings: Settings) -> Any:
     """The snapshot when configured (it must have been published), else the store."""
+    from gladly_sync.storage.backend import open_database
+    from gladly_sync.storage.database import Database
+
     snapshot = settings.storage.snapshot_path
     if snapshot is None:
-        return Path(settings.storage.path)
+        return open_database(settings.storage, settings.gladly.organization)
     if not Path(snapshot).exists():
         raise NotSynced(
             f"no read snapshot at {snapshot} yet: run `gladly-sync sync` first "
             "(export reads the snapshot when storage.snapshot_path is set)"
         )
-    return Path(snapshot)
+    return Database(snapshot, lock_wait_seconds=settings.storage.lock_wait_seconds)
 
 
 def _export_outbox(settings: Settings, folder: Path, fmt: str) -> list[Any]:
-    """The outbox lives in its own database: copy it into an in-memory DuckDB and write it from there."""
+    """A DuckDB store's outbox lives in its own database: copy it into an in-memory DuckDB and
+    write it from there."""
     import duckdb
     from gladly_sync.storage.database import Database
     from gladly_sync.storage.outbox.bridge import copy_into_snapshot, outbox_for_store
@@ -65,17 +70,16 @@ def run_export(
     emit: Callable[[str], None],
     emit_json: Callable[[Any], None],
 ) -> int:
-    from gladly_sync.storage.database import Database
-
     relations = choose_relations(args.tables)
-    source = _source(settings)
-    db = Database(source, lock_wait_seconds=settings.storage.lock_wait_seconds)
-    stored = [name for name in relations if name != "outbox"]
+    db = _source(settings)
+    source = db.where
+    outbox_apart = getattr(db, "outbox_engine", None) is None  # not a store that holds its outbox
+    stored = [name for name in relations if name != "outbox" or not outbox_apart]
     written = []
     if stored:
         with db.connect(read_only=True) as con:
             written += export_relations(con, args.to, args.format, stored)
-    if "outbox" in relations:
+    if "outbox" in relations and outbox_apart:
         written += _export_outbox(settings, args.to, args.format)
     written.sort(key=lambda exported: relations.index(exported.relation))
     log.info("export_written", source=str(source), files=len(written), format=args.format)

@@ -162,9 +162,7 @@ class TestReplicas:
         replicas = [start_replica(cli, sim, tmp_path / name, name) for name in ("replica-a", "replica-b")]
         try:
             running = wait_until(
-                lambda: [
-                    r for r in sync_runs(cli) if r[5] == "running" and any(p.owns(r) for p in replicas)
-                ],
+                lambda: [r for r in sync_runs(cli) if r[5] == "running" and any(p.owns(r) for p in replicas)],
                 60,
                 "a replica's sync run",
             )[-1]

@@ -104,6 +104,12 @@ class TestLocation:
         assert storage.snapshot_path == Path("/var/lib/read.duckdb")
         assert path.exists()
 
+    def test_a_postgres_store_has_no_snapshot(self, tmp_path):
+        """With storage.url, snapshot_path is ignored: readers connect to PostgreSQL itself, and a
+        DuckDB snapshot left from before the move is never read."""
+        path = write(tmp_path, with_value("storage", "url", "postgresql://gladly@db/gladly"))
+        assert load_settings(path, ENV).storage.snapshot_path is None
+
     def test_snapshot_can_be_turned_off(self, tmp_path):
         """snapshot_path: null means no snapshot."""
         path = write(tmp_path, with_value("storage", "snapshot_path", None))
