@@ -28,11 +28,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 from gladly_sync.storage.handover import Handover, TurnTimeout
 from gladly_sync.storage.liveness import process_alive
+from gladly_sync.storage.progress import ProgressFiles
 from gladly_sync.storage.private import make_private, open_private, private_folder
 from gladly_sync.storage.schema import check_version, migrate
 
@@ -105,6 +106,17 @@ class Database:
     def where(self) -> str:
         """The store, for messages: its file."""
         return str(self.path)
+
+    # A running run's progress, for `status` (beside the file: the store's lock is not taken).
+
+    def save_progress(self, job: str, run_id: str, state: dict[str, Any]) -> None:
+        ProgressFiles(self.path).save(job, run_id, state)
+
+    def load_progress(self, job: str, run_id: str) -> dict[str, Any] | None:
+        return ProgressFiles(self.path).load(job, run_id)
+
+    def clear_progress(self, job: str, run_id: str) -> None:
+        ProgressFiles(self.path).clear(job, run_id)
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -20,6 +20,7 @@ connect to PostgreSQL itself.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -256,6 +257,35 @@ class PostgresDatabase:
                 finish(con)
             for table in ERASABLE_TABLES:
                 con.raw.execute(f"VACUUM FULL {table}")
+
+    # A running run's progress, for `status` on every host: the run_progress table, written on a
+    # connection of its own (never inside the run's open transaction).
+
+    def save_progress(self, job: str, run_id: str, state: dict[str, Any]) -> None:
+        self._progress(
+            "INSERT INTO run_progress (job, run_id, state, updated_at) VALUES (%s, %s, %s, now()) "
+            "ON CONFLICT (job) DO UPDATE SET run_id = excluded.run_id, state = excluded.state, "
+            "updated_at = excluded.updated_at",
+            [job, run_id, json.dumps(state, default=str)],
+        )
+
+    def load_progress(self, job: str, run_id: str) -> dict[str, Any] | None:
+        row = self._progress("SELECT state FROM run_progress WHERE job = %s AND run_id = %s", [job, run_id])
+        return json.loads(row[0]) if row else None
+
+    def clear_progress(self, job: str, run_id: str) -> None:
+        self._progress("DELETE FROM run_progress WHERE job = %s AND run_id = %s", [job, run_id])
+
+    def _progress(self, sql: str, params: list[Any]) -> tuple | None:
+        self._prepare(read_only=False)
+        con = self._open()
+        try:
+            cursor = con.raw.execute(sql, params)
+            return cursor.fetchone() if cursor.description else None
+        except psycopg.Error as exc:
+            raise StorageError(f"the run's progress could not be kept in {self.where}: {exc}") from exc
+        finally:
+            con.close()
 
     def publish_snapshot(self, snapshot_path: Any = None) -> None:
         """Nothing to publish: readers connect to PostgreSQL, which isolates them from writers."""

@@ -259,6 +259,14 @@ def require_store(con: PgConnection) -> int:
     return duckdb_schema.check_version(con)
 
 
+# A running run's progress for `status` on every host (a DuckDB store keeps it in a file instead).
+RUN_PROGRESS = """
+CREATE TABLE IF NOT EXISTS run_progress (
+    job VARCHAR PRIMARY KEY, run_id VARCHAR NOT NULL, state JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL
+)
+"""
+
+
 def migrate_store(con: PgConnection, schema: str | None) -> int:
     """Create the schema if needed and apply the missing migrations (``storage/schema.py``'s, run
     through the adapter), one process at a time."""
@@ -267,6 +275,7 @@ def migrate_store(con: PgConnection, schema: str | None) -> int:
     lock = ["gladly-sync:migrate:" + (schema or "")]
     con.execute("SELECT pg_advisory_lock(hashtextextended(?, 0))", lock)
     try:
+        con.execute(RUN_PROGRESS)
         return duckdb_schema.migrate(con)
     finally:
         con.execute("SELECT pg_advisory_unlock(hashtextextended(?, 0))", lock)

@@ -148,8 +148,9 @@ def _create_missing_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 def _run_hosts(con: duckdb.DuckDBPyConnection) -> None:
     """``sync_runs.host``: several hosts may run jobs on one (PostgreSQL) store, and a pid means
-    something only on its own host."""
+    something only on its own host. (Also the COMMENT on PostgreSQL's ``run_progress``.)"""
     con.execute("ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS host VARCHAR")
+    describe(con)
 
 
 MIGRATIONS: Sequence[Migration] = (

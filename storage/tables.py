@@ -472,5 +472,6 @@ BOOKKEEPING_TABLES: dict[str, str] = {
     "export_skipped_lines": "gladly-sync bookkeeping: export file lines skipped (not valid JSON), per job.",
     "sync_state": "gladly-sync bookkeeping: the cursor of each stream.",
     "sync_runs": "gladly-sync bookkeeping: one row per sync, drain or reconcile run.",
+    "run_progress": "gladly-sync bookkeeping: the progress each running job last reported (PostgreSQL only).",
     "schema_version": "gladly-sync bookkeeping: the migrations applied to this store.",
 }

@@ -17,7 +17,6 @@ replicas on one PostgreSQL store) is alive while it holds the job's lock on the 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -25,7 +24,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -33,21 +31,19 @@ from gladly_sync.storage import upserts
 from gladly_sync.storage.liveness import process_alive, this_host
 from gladly_sync.sync.context import Context
 
-from gladly_sync.errors import Interrupted
+from gladly_sync.errors import Interrupted, StorageError
 
 __all__ = [
     "RunHandle",
     "process_alive",
     "run_alive",
-    "progress_path",
     "publish_snapshot",
-    "read_progress",
     "record_skipped",
     "run_job",
 ]
 
 _ERROR_LIMIT = 2000
-PROGRESS_EVERY = 1.0  # seconds between writes of the progress file
+PROGRESS_EVERY = 1.0  # seconds between saves of a run's progress
 
 
 def run_alive(db: Any, job: str, pid: int | None, host: str | None) -> bool:
@@ -60,20 +56,6 @@ def run_alive(db: Any, job: str, pid: int | None, host: str | None) -> bool:
     return True if held_by is None else bool(held_by(job, host, pid))
 
 
-def progress_path(db_path: Path | str, job: str) -> Path:
-    """``data/gladly.duckdb`` + ``sync`` → ``data/gladly.duckdb.sync.progress`` (JSON, while it runs)."""
-    db_path = Path(db_path)
-    return db_path.with_name(f"{db_path.name}.{job}.progress")
-
-
-def read_progress(db_path: Path | str, job: str, run_id: str) -> dict[str, Any] | None:
-    """The progress run ``run_id`` last reported, if that run is the one that wrote the file."""
-    data = _read_json(progress_path(db_path, job))
-    if data.get("run_id") != run_id:
-        return None
-    return {key: value for key, value in data.items() if key != "run_id"}
-
-
 @dataclass
 class RunHandle:
     """One run in progress. The job fills in what ``finish_run`` records."""
@@ -84,32 +66,32 @@ class RunHandle:
     rows: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     rate_limited: int = 0
-    progress_file: Path | None = None
+    store: Any = None  # where its progress is kept for `status` (the store's save_progress)
     _reported: float = field(default=0.0, repr=False)
+    _progress_lost: bool = field(default=False, repr=False)
 
     def add_rows(self, counts: dict[str, int]) -> None:
         for table, count in counts.items():
             self.rows[table] = self.rows.get(table, 0) + count
 
     def report_progress(self, state: dict[str, Any], *, force: bool = False) -> None:
-        """Write ``state`` where ``status`` reads it (at most every ``PROGRESS_EVERY`` seconds)."""
+        """Keep ``state`` where ``status`` reads it (at most every ``PROGRESS_EVERY`` seconds).
+        Progress is a courtesy to ``status``: when it cannot be kept the run goes on, and says so once."""
         now = time.monotonic()
-        if self.progress_file is None or (not force and now - self._reported < PROGRESS_EVERY):
+        if self.store is None or (not force and now - self._reported < PROGRESS_EVERY):
             return
         self._reported = now
-        temp = self.progress_file.with_name(f".{self.progress_file.name}.{os.getpid()}")
         try:
-            handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                json.dump({"run_id": self.run_id, **state}, file, default=str)
-            os.replace(temp, self.progress_file)
-        except OSError:
-            pass  # progress is a courtesy to `status`; the run goes on without it
+            self.store.save_progress(self.job, self.run_id, state)
+        except (OSError, StorageError) as exc:
+            if not self._progress_lost:
+                structlog.get_logger().warning("progress_not_kept", error=str(exc))
+            self._progress_lost = True
 
     def progress_reporter(
         self, show: Callable[[dict[str, Any]], None] | None
     ) -> Callable[[dict[str, Any]], None]:
-        """A progress callback that writes the state for ``status`` and passes it on to ``show``."""
+        """A progress callback that keeps the state for ``status`` and passes it on to ``show``."""
 
         def report(state: dict[str, Any]) -> None:
             self.report_progress(state, force=state.get("stage") == "finished")
@@ -119,17 +101,13 @@ class RunHandle:
         return report
 
     def clear_progress(self) -> None:
-        """Remove the progress file, if this run wrote it."""
-        if self.progress_file is not None and _read_json(self.progress_file).get("run_id") == self.run_id:
-            self.progress_file.unlink(missing_ok=True)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        """Forget the progress this run kept."""
+        if self.store is None:
+            return
+        try:
+            self.store.clear_progress(self.job, self.run_id)
+        except (OSError, StorageError) as exc:
+            structlog.get_logger().warning("progress_not_cleared", error=str(exc))
 
 
 @contextmanager
@@ -143,7 +121,7 @@ def run_job(ctx: Context, job: str) -> Iterator[RunHandle]:
         run_id=structlog.contextvars.get_contextvars().get("run_id") or uuid.uuid4().hex,
         job=job,
         started_at=ctx.clock(),
-        progress_file=progress_path(ctx.settings.storage.path, job),
+        store=ctx.db,
     )
     with structlog.contextvars.bound_contextvars(run_id=run.run_id, job=job):
         with ctx.db.transaction() as con:

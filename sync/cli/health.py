@@ -1,6 +1,6 @@
 """``status`` and ``status --check``: what the store's report means for an operator.
 
-    live_runs(report, db, path)  a ``running`` run whose process is gone becomes ``interrupted``;
+    live_runs(report, db)        a ``running`` run whose process is gone becomes ``interrupted``;
                                  a live one gets the progress it last reported
     assess_status(...)           problems (``--check`` exits 1) and warnings
 
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from gladly_sync.sync.cli.render import age
-from gladly_sync.sync.runs import read_progress, run_alive
+from gladly_sync.storage.liveness import this_host
+from gladly_sync.sync.runs import run_alive
 
 from gladly_sync.config import EVENTS_WINDOW, Settings
 
@@ -31,7 +31,6 @@ STUCK_UNKNOWN = timedelta(minutes=10)  # status --check: an unknown row this old
 def live_runs(
     report: dict[str, Any],
     db: Any,
-    db_path: Path | str,
     *,
     alive: Callable[[Any, str, int | None, str | None], bool] = run_alive,
 ) -> dict[str, Any]:
@@ -40,14 +39,14 @@ def live_runs(
         if run.get("status") != "running":
             continue
         if not alive(db, job, run.get("pid"), run.get("host")):
-            where = f" on {run['host']}" if run.get("host") else ""
+            where = f" on {run['host']}" if run.get("host") not in (None, this_host()) else ""
             run["status"] = "interrupted"
             run["error"] = (
                 f"process {run.get('pid')}{where} is gone and the run never recorded how it ended; "
                 f"the next {job} carries on"
             )
         else:
-            progress = read_progress(db_path, job, run.get("run_id", ""))
+            progress = db.load_progress(job, run.get("run_id", ""))
             if progress:
                 run["progress"] = progress
     return report

@@ -320,7 +320,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         unknown = outbox.list_actions(con, "unknown")
     with ctx.db.connect(read_only=True) as con:
         report = status_report(con, now, counts)
-    report = live_runs(report, ctx.db, settings.storage.path)
+    report = live_runs(report, ctx.db)
     problems, warnings = assess_status(report, unknown, settings, now)
     if args.json:
         emit_json({**report, "problems": problems, "warnings": warnings, "ok": not problems})

@@ -29,7 +29,8 @@ from gladly_sync.sync.daemon import Daemon, Job
 from gladly_sync.sync.logs import ContextPool, configure_logging
 from gladly_sync.sync.pull.export import _Progress
 from gladly_sync.sync.pull.run import unknown_ingest_inboxes
-from gladly_sync.sync.runs import progress_path, publish_snapshot, run_job
+from gladly_sync.storage.progress import progress_path
+from gladly_sync.sync.runs import publish_snapshot, run_job
 from gladly_sync.sync.shutdown import Shutdown
 from structlog.testing import capture_logs
 
@@ -166,15 +167,15 @@ def report(*, cursor_age: float | None = 1.0, sync: dict | None = None) -> dict:
 class TestStatusHealth:
     def test_a_gone_process_is_interrupted_and_a_live_one_shows_progress(self, tmp_path):
         """`running` with a dead pid shows as interrupted; a live run gets its reported progress."""
-        db = tmp_path / "gladly.duckdb"
-        progress_path(db, "drain").write_text(json.dumps({"run_id": "r2", "stage": "items"}))
+        db = Database(tmp_path / "gladly.duckdb")
+        progress_path(db.path, "drain").write_text(json.dumps({"run_id": "r2", "stage": "items"}))
         data = {
             "last_runs": {
                 "sync": {"run_id": "r1", "status": "running", "pid": 111},
                 "drain": {"run_id": "r2", "status": "running", "pid": 222},
             }
         }
-        live_runs(data, None, db, alive=lambda store, job, pid, host: pid == 222)
+        live_runs(data, db, alive=lambda store, job, pid, host: pid == 222)
         assert data["last_runs"]["sync"]["status"] == "interrupted"
         assert "process 111 is gone" in data["last_runs"]["sync"]["error"]
         assert data["last_runs"]["drain"]["progress"] == {"stage": "items"}

@@ -16,8 +16,9 @@ from gladly_sync.storage import schema, upserts
 from gladly_sync.storage.liveness import this_host
 from gladly_sync.storage.postgres import PostgresDatabase
 from gladly_sync.storage.postgres_sql import translate
-from gladly_sync.storage.tables import ANALYST_VIEWS, SCHEMA_VERSION
-from gladly_sync.sync.runs import run_alive
+from gladly_sync.storage.outbox.bridge import outbox_for_store
+from gladly_sync.storage.tables import ANALYST_TABLES, ANALYST_VIEWS, BOOKKEEPING_TABLES, SCHEMA_VERSION
+from gladly_sync.sync.runs import RunHandle, run_alive
 
 from gladly_sync.errors import DatabaseLocked, JobAlreadyRunning, NotFound, SchemaTooNew, StorageError
 from tests.storage.test_database import TABLES
@@ -44,8 +45,8 @@ def _columns(url: str, schema: str, table: str) -> dict[str, str]:
 
 class TestSchema:
     def test_first_connect_creates_every_table_and_view_in_the_schema(self, db, postgres_schema):
-        """The first connection creates the tables of storage/tables.py, the views and schema_version,
-        all in storage.schema."""
+        """The first connection creates the tables of storage/tables.py, the views, schema_version
+        and run_progress (PostgreSQL's place for a running run's progress), all in storage.schema."""
         with db.connect():
             pass
         with psycopg.connect(postgres_schema.url) as con:
@@ -61,7 +62,7 @@ class TestSchema:
             public = con.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
             ).fetchone()
-        assert [t for (t,) in tables] == TABLES
+        assert [t for (t,) in tables] == sorted([*TABLES, "run_progress"])
         assert [v for (v,) in views] == sorted(ANALYST_VIEWS)
         assert public == (0,)
         with db.connect() as con:
@@ -69,12 +70,18 @@ class TestSchema:
         assert versions == [(version,) for version, _, _ in schema.MIGRATIONS]
 
     def test_analyst_tables_and_views_carry_comments(self, db, postgres_schema):
-        """Every analyst table, view and column described in storage/tables.py has its COMMENT."""
+        """Every analyst table (the outbox too, once it is opened), view and column described in
+        storage/tables.py has its COMMENT, and every bookkeeping table says it is one."""
         with db.connect():
+            pass
+        with outbox_for_store(db).connect():
             pass
         with psycopg.connect(postgres_schema.url) as con:
             con.execute(f'SET search_path TO "{postgres_schema.schema}"')
-            for name, description in ANALYST_VIEWS.items():
+            for name, text in BOOKKEEPING_TABLES.items():
+                comment = con.execute("SELECT obj_description(%s::regclass, 'pg_class')", [name]).fetchone()
+                assert comment == (text,)
+            for name, description in {**ANALYST_TABLES, **ANALYST_VIEWS}.items():
                 comment = con.execute("SELECT obj_description(%s::regclass, 'pg_class')", [name]).fetchone()
                 assert comment == (description.comment,)
                 for column, text in description.columns.items():
@@ -251,6 +258,19 @@ class TestRunLiveness:
         assert run_alive(db, "sync", os.getpid(), "another-host") is False
         assert run_alive(db, "sync", os.getpid(), this_host()) is True
         assert run_alive(db, "sync", 2**22 + 12345, this_host()) is False
+
+
+class TestRunProgress:
+    def test_a_running_runs_progress_is_seen_from_any_host(self, db, postgres_schema):
+        """A run's progress is kept in the store (run_progress), where another host's ``status``
+        reads it; a newer run's progress replaces it, and the run's end removes it."""
+        elsewhere = PostgresDatabase(postgres_schema.url, schema=postgres_schema.schema)
+        run = RunHandle(run_id="r1", job="sync", started_at=datetime.now(UTC), store=db)
+        run.report_progress({"stage": "resolving", "jobs_total": 3}, force=True)
+        assert elsewhere.load_progress("sync", "r1") == {"stage": "resolving", "jobs_total": 3}
+        assert elsewhere.load_progress("sync", "r0") is None and elsewhere.load_progress("drain", "r1") is None
+        run.clear_progress()
+        assert elsewhere.load_progress("sync", "r1") is None
 
 
 class TestTranslation:
