@@ -60,7 +60,8 @@ def run(*, quick: bool, runs: int, keep: bool, log=print) -> list[Row]:
                 f"download {phases.get('download', 0):.1f} s, "
                 f"upsert {phases.get('upsert', 0):.1f} s, local {local_seconds(result):.1f} s "
                 f"({items / local_seconds(result):,.0f} items/s; DuckDB limit "
-                f"{items / result['limit_seconds']:,.0f} items/s), peak {mb(result['peak_process_kib']):.0f} MB"
+                f"{items / result['limit_seconds']:,.0f} items/s), "
+                f"peak {mb(result['peak_process_kib']):.0f} MB"
             )
     rows = size_rows(large, results[large]) + size_rows(small, results[small])
     ratios = [
@@ -116,7 +117,9 @@ def size_rows(items: int, results: Sequence[dict[str, Any]]) -> list[Row]:
             "DuckDB limit items/s (same file, one INSERT into an empty store)",
             [items / r["limit_seconds"] for r in results],
         ),
-        rate_row(name, "parse+upsert items/s (upsert transactions)", [items / phase(r, "upsert") for r in results]),
+        rate_row(
+            name, "parse+upsert items/s (upsert transactions)", [items / phase(r, "upsert") for r in results]
+        ),
         Row(name, "upsert phase (connect + upsert + commit)", [phase(r, "upsert") for r in results], "s"),
         Row(
             name,

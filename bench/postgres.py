@@ -28,8 +28,8 @@ def run(*, quick: bool, runs: int, keep: bool, log=print) -> list[Row]:
                 result: dict[str, Any] = one_run(items, keep=keep, store=overrides)
                 rates.append(items / result["phases"]["upsert"])
             log(
-                f"  postgres: {items:,} items run {index + 1}/{runs}: DuckDB {duckdb_rates[-1]:,.0f} items/s, "
-                f"PostgreSQL {postgres_rates[-1]:,.0f} items/s"
+                f"  postgres: {items:,} items run {index + 1}/{runs}: "
+                f"DuckDB {duckdb_rates[-1]:,.0f} items/s, PostgreSQL {postgres_rates[-1]:,.0f} items/s"
             )
     finally:
         cluster.stop()

@@ -172,7 +172,8 @@ class FakeGladly:
                 return not_found("file")
             return httpx.Response(200, content=body, headers={"Content-Type": "application/x-ndjson"})
         if path == "/organization":
-            return httpx.Response(200, json={"id": "org-acme", "name": "Acme", "timezone": "America/New_York"})
+            organization = {"id": "org-acme", "name": "Acme", "timezone": "America/New_York"}
+            return httpx.Response(200, json=organization)
         if path == "/inboxes":
             return httpx.Response(200, json=self.inboxes)
         if path in ("/agents", "/topics"):

@@ -7,7 +7,6 @@ import json
 import random
 import threading
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import httpx
 import pytest
