@@ -1,4 +1,5 @@
-"""``python -m bench [--quick] [--only sync,export,drain,enqueue,erasure,postgres] [--runs N] [--markdown FILE]``
+"""``python -m bench [--quick] [--only sync,export,drain,enqueue,erasure,postgres] [--runs N]
+[--markdown FILE]``
 
 Runs the benchmarks (see ``bench/__init__.py``), prints progress to stderr and the results table
 (median of the runs, target, measured/target ratio, PASS/FAIL) to stdout. Exit 0 when every target

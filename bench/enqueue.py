@@ -113,7 +113,8 @@ def run(*, quick: bool, runs: int, keep: bool, log=print) -> list[Row]:
         targets = sorted(stored_conversations(ws))[:40]
         idle = [_cli_enqueue(ws, targets[i % len(targets)], -1 - i) for i in range(IDLE_SAMPLES)]
         api_idle = ws.worker(
-            "enqueue-api", "--conversations", ",".join(targets), "--count", str(API_IDLE), "--interval", "0.05"
+            "enqueue-api", "--conversations", ",".join(targets), "--count", str(API_IDLE),
+            "--interval", "0.05",
         ).check().json()
         log(f"  enqueue: idle CLI p50 {percentile([s[1] for s in idle], 50):.2f} s")
         sim.world.create_bulk_export_job(items=bulk_items, conversations=20)
@@ -148,7 +149,8 @@ def _rows(bulk_items, idle, api_idle, loaded, api, events, sync_exit, log) -> li
         Row(name, "CLI p50 latency during the ingest", [percentile(cli_ingest, 50)], "s"),
         Row(name, "CLI idle median (process start included)", [idle_median], "s"),
         Row(name, "CLI enqueues that failed (exit != 0; exit 4 = locked)", [len(failures)], "",
-            Target("<=", 0), digits=0, note=f"(exit codes {sorted({s[2] for s in failures})})" if failures else ""),
+            Target("<=", 0), digits=0,
+            note=f"(exit codes {sorted({s[2] for s in failures})})" if failures else ""),
         Row(api_name, f"API p99 latency, {len(api_ingest)} samples during the ingest",
             [percentile(api_ingest, 99)] if api_ingest else [], "s", Target("<=", 0.05)),
         Row(api_name, "API p50 latency during the ingest",

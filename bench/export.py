@@ -60,7 +60,8 @@ def run(*, quick: bool, runs: int, keep: bool, log=print) -> list[Row]:
                 f"download {phases.get('download', 0):.1f} s, "
                 f"upsert {phases.get('upsert', 0):.1f} s, local {local_seconds(result):.1f} s "
                 f"({items / local_seconds(result):,.0f} items/s; DuckDB limit "
-                f"{items / result['limit_seconds']:,.0f} items/s), peak {mb(result['peak_process_kib']):.0f} MB"
+                f"{items / result['limit_seconds']:,.0f} items/s), "
+                f"peak {mb(result['peak_process_kib']):.0f} MB"
             )
     rows = size_rows(large, results[large]) + size_rows(small, results[small])
     ratios = [
@@ -90,16 +91,19 @@ def local_seconds(result: dict[str, Any]) -> float:
     return phase(result, "cut", "upsert") + scan_tail
 
 
+def rate_row(name: str, metric: str, rates: list[float], target: Target | None = None) -> Row:
+    """An items-per-second figure, one rate per run, shown without decimals."""
+    return Row(name, metric, rates, "/s", target, digits=0)
+
+
 def size_rows(items: int, results: Sequence[dict[str, Any]]) -> list[Row]:
     name = f"3 export {items:,} items"
     rows = [
-        Row(
+        rate_row(
             name,
             "local items/s (cut + prepare after download + upsert)",
             [items / local_seconds(r) for r in results],
-            "/s",
             Target(">=", 100_000),
-            digits=0,
         ),
         Row(
             name,
@@ -108,19 +112,13 @@ def size_rows(items: int, results: Sequence[dict[str, Any]]) -> list[Row]:
             "",
             Target(">=", 0.85),
         ),
-        Row(
+        rate_row(
             name,
             "DuckDB limit items/s (same file, one INSERT into an empty store)",
             [items / r["limit_seconds"] for r in results],
-            "/s",
-            digits=0,
         ),
-        Row(
-            name,
-            "parse+upsert items/s (upsert transactions)",
-            [items / phase(r, "upsert") for r in results],
-            "/s",
-            digits=0,
+        rate_row(
+            name, "parse+upsert items/s (upsert transactions)", [items / phase(r, "upsert") for r in results]
         ),
         Row(name, "upsert phase (connect + upsert + commit)", [phase(r, "upsert") for r in results], "s"),
         Row(
@@ -158,13 +156,7 @@ def size_rows(items: int, results: Sequence[dict[str, Any]]) -> list[Row]:
             note=f"(store {results[0]['store_bytes'] / 1e6:,.0f} MB)",
         ),
         Row(name, "total reconcile job (in-process)", [r["total_seconds"] for r in results], "s"),
-        Row(
-            name,
-            "total items/s incl. download",
-            [items / r["total_seconds"] for r in results],
-            "/s",
-            digits=0,
-        ),
+        rate_row(name, "total items/s incl. download", [items / r["total_seconds"] for r in results]),
         Row(
             name,
             "longest hold of the store file",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.export import one_run
+from bench.export import one_run, rate_row
 from bench.report import Row
 
 
@@ -28,15 +28,15 @@ def run(*, quick: bool, runs: int, keep: bool, log=print) -> list[Row]:
                 result: dict[str, Any] = one_run(items, keep=keep, store=overrides)
                 rates.append(items / result["phases"]["upsert"])
             log(
-                f"  postgres: {items:,} items run {index + 1}/{runs}: DuckDB {duckdb_rates[-1]:,.0f} items/s, "
-                f"PostgreSQL {postgres_rates[-1]:,.0f} items/s"
+                f"  postgres: {items:,} items run {index + 1}/{runs}: "
+                f"DuckDB {duckdb_rates[-1]:,.0f} items/s, PostgreSQL {postgres_rates[-1]:,.0f} items/s"
             )
     finally:
         cluster.stop()
     name = f"6 export {items:,} items"
     return [
-        Row(name, "DuckDB store: parse+upsert items/s", duckdb_rates, "/s", digits=0),
-        Row(name, "PostgreSQL store: parse+COPY+merge items/s", postgres_rates, "/s", digits=0),
+        rate_row(name, "DuckDB store: parse+upsert items/s", duckdb_rates),
+        rate_row(name, "PostgreSQL store: parse+COPY+merge items/s", postgres_rates),
         Row(
             name,
             "PostgreSQL / DuckDB (same run)",

@@ -16,8 +16,8 @@ product functions that make them up:
     snapshot   Database.publish_snapshot            CHECKPOINT + file copy + rename
 
 Local work is ``cut`` + the preparing left after the items download (``items`` - items
-``download``) + ``upsert``. Beside it, the same run measures the DuckDB limit: the same file downloaded again to
-disk and inserted, transformed by the same SQL, into an empty store in one plain INSERT
+``download``) + ``upsert``. Beside it, the same run measures the DuckDB limit: the same file
+downloaded again to disk and inserted, transformed by the same SQL, into an empty store in one plain INSERT
 (``limit_seconds``): the fastest upsert DuckDB can do of that file on this machine, now.
 
 Every connection to the store is timed too: how long the file was held (other processes, such as an
@@ -230,7 +230,9 @@ def run_export(config: str, memory_limit: str | None = None, part_lines: int | N
     }
 
 
-def _time_connections(ctx: Any, phases: Phases, holds: list[tuple[float, str]], state: dict[str, Any]) -> None:
+def _time_connections(
+    ctx: Any, phases: Phases, holds: list[tuple[float, str]], state: dict[str, Any]
+) -> None:
     """Time every connection (how long the store file was held, by which phase) and each transaction
     that upserted an export part."""
     connect, transaction = ctx.db.connect, ctx.db.transaction
@@ -300,7 +302,8 @@ def duckdb_limit(ctx: Any, client_class: Any, download: Any, job_ids: list[str])
             con.execute("SET write_buffer_row_group_count = 1")
             columns = ", ".join(c for c in ITEM_COLUMNS if c != "content")
             count = con.execute(
-                f"INSERT INTO conversation_items ({columns}) SELECT {columns} FROM ({items_select_sql(relation)})"
+                f"INSERT INTO conversation_items ({columns}) "
+                f"SELECT {columns} FROM ({items_select_sql(relation)})"
             ).fetchall()[0][0]
         seconds = time.perf_counter() - started
     return {"limit_seconds": seconds, "limit_items": count}
@@ -326,7 +329,8 @@ def run_enqueue_api(
     while index < count and not (until_file and Path(until_file).exists()):
         started_at, started = time.time(), time.perf_counter()
         try:
-            store.enqueue_note(conversations[index % len(conversations)], f"API bench note {index} {started_at}")
+            conversation = conversations[index % len(conversations)]
+            store.enqueue_note(conversation, f"API bench note {index} {started_at}")
             ok = True
         except Exception as exc:  # the figure to report: which error, how often
             ok = False

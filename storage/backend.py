@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 from gladly_sync.storage.database import Database
 
 if TYPE_CHECKING:
-    from gladly_sync.config import StorageSettings
     from gladly_sync.storage.postgres import PostgresDatabase
+
+    from gladly_sync.config import StorageSettings
 
 
 def open_database(storage: StorageSettings, organization: str = "") -> Database | PostgresDatabase:

@@ -26,7 +26,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from gladly_sync.storage.liveness import process_alive
 from gladly_sync.storage.progress import ProgressFiles
 from gladly_sync.storage.private import make_private, open_private, private_folder
 from gladly_sync.storage.schema import check_version, migrate
+from gladly_sync.storage.transaction import open_transaction
 
 from gladly_sync.errors import DatabaseLocked, NotSynced
 
@@ -150,17 +151,9 @@ class Database:
                 if not read_only:
                     make_private(*self._files())
 
-    @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """``connect()`` + BEGIN; COMMIT on success, ROLLBACK on any exception."""
-        with self.connect() as con:
-            con.begin()
-            try:
-                yield con
-            except BaseException:
-                con.rollback()
-                raise
-            con.commit()
+        return open_transaction(self.connect)
 
     def publish_snapshot(self, snapshot_path: Path | str) -> Path:
         """CHECKPOINT, copy the file beside ``snapshot_path`` and rename it into place atomically.

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -34,6 +34,7 @@ import psycopg
 import pyarrow as pa
 from gladly_sync.storage import postgres_export, postgres_items, postgres_sql
 from gladly_sync.storage.liveness import this_host
+from gladly_sync.storage.transaction import open_transaction
 from psycopg import errors as pg_errors
 from psycopg.types.string import TextLoader
 
@@ -235,17 +236,9 @@ class PostgresDatabase:
                 con.close()
             self._ready = True
 
-    @contextmanager
-    def transaction(self) -> Iterator[PgConnection]:
+    def transaction(self) -> AbstractContextManager[PgConnection]:
         """``connect()`` + BEGIN; COMMIT on success, ROLLBACK on any exception."""
-        with self.connect() as con:
-            con.begin()
-            try:
-                yield con
-            except BaseException:
-                con.rollback()
-                raise
-            con.commit()
+        return open_transaction(self.connect)
 
     def rebuild(self, finish: Callable[[PgConnection], None] | None = None) -> None:
         """PostgreSQL's counterpart of the DuckDB file rewrite after an erasure: ``finish`` (clearing

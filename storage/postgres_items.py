@@ -24,9 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
-
-from gladly_sync.storage.rows import ITEM_COLUMNS, item_json, items_select_sql
+from gladly_sync.storage.rows import (
+    ITEM_COLUMNS,
+    items_select_sql,
+    items_source,
+    ndjson_items_source,
+    sql_string,
+)
+from gladly_sync.storage.upserts import mark_missing_items_deleted
 
 if TYPE_CHECKING:
     from gladly_sync.storage.postgres import PgConnection
@@ -54,10 +59,6 @@ NOT_ERASED = """NOT EXISTS (
 COPY_CHUNK = 1 << 20
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 @contextmanager
 def _parser() -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
     """An in-memory DuckDB that only parses (a small buffer pool; UTC times), and a private folder
@@ -77,7 +78,9 @@ def _parser() -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
             duck.close()
 
 
-def _csv_of_items(duck: duckdb.DuckDBPyConnection, folder: Path, source: str, *, rows: str | None = None) -> Path:
+def _csv_of_items(
+    duck: duckdb.DuckDBPyConnection, folder: Path, source: str, *, rows: str | None = None
+) -> Path:
     """The item rows of ``source`` (``raw`` + ``ord``; or ``rows``, already transformed item rows),
     each id's last version, as CSV in ``folder``."""
     path = folder / "items.csv"
@@ -88,7 +91,7 @@ def _csv_of_items(duck: duckdb.DuckDBPyConnection, folder: Path, source: str, *,
             SELECT {columns} FROM ({rows or items_select_sql(source)})
             WHERE id IS NOT NULL
             QUALIFY row_number() OVER (PARTITION BY id ORDER BY ord DESC) = 1
-        ) TO {_sql_string(str(path))} (FORMAT csv, HEADER false)
+        ) TO {sql_string(str(path))} (FORMAT csv, HEADER false)
         """
     )
     return path
@@ -155,25 +158,14 @@ def upsert_items(
     complete_conversation_id: str | None = None,
 ) -> int:
     """PostgreSQL's ``upserts.upsert_items`` (same arguments, same rules)."""
-    table = pa.table(
-        {
-            "raw": pa.array([item_json(item) for item in items], pa.string()),
-            "ord": pa.array(range(len(items)), pa.int64()),
-        }
-    )
     with _parser() as (duck, folder):
-        duck.register("stage_item_json", table)
+        duck.register("stage_item_json", items_source(items))
         _stage(con, _csv_of_items(duck, folder, "stage_item_json"))
     try:
         written = _merge(con, export=False, source_at=source_at, synced_at=synced_at)
         if complete_conversation_id is not None:
-            con.execute(
-                """
-                UPDATE conversation_items SET deleted_at = ?, source_at = ?, synced_at = ?
-                WHERE conversation_id = ? AND deleted_at IS NULL
-                  AND id NOT IN (SELECT id FROM item_stage)
-                """,
-                [source_at, source_at, synced_at, complete_conversation_id],
+            mark_missing_items_deleted(
+                con, complete_conversation_id, "item_stage", at=source_at, synced_at=synced_at
             )
     finally:
         con.unregister("item_stage")
@@ -185,11 +177,10 @@ def upsert_export_items(
 ) -> int:
     """PostgreSQL's ``upserts.upsert_export_items``: DuckDB reads the part (ndjson, or the Parquet
     file ``upserts.prepare_export_items`` made of it), PostgreSQL merges it."""
-    quoted = _sql_string(str(path))
-    source = f"(SELECT json AS raw, ordinality AS ord FROM read_ndjson_objects({quoted}) WITH ORDINALITY)"
-    rows = f"SELECT * FROM read_parquet({quoted})" if str(path).endswith(".parquet") else None
+    parquet = str(path).endswith(".parquet")
+    rows = f"SELECT * FROM read_parquet({sql_string(str(path))})" if parquet else None
     with _parser() as (duck, folder):
-        _stage(con, _csv_of_items(duck, folder, source, rows=rows))
+        _stage(con, _csv_of_items(duck, folder, ndjson_items_source(path), rows=rows))
     try:
         return _merge(con, export=True, source_at=job_end_at, synced_at=synced_at)
     finally:

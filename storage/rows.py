@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _TIMESTAMP = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
@@ -350,19 +354,37 @@ def item_json(item: dict) -> str:
     return json.dumps(item, ensure_ascii=False, separators=(",", ":"))
 
 
+def items_source(items: Sequence[dict]) -> pa.Table:
+    """API items as the source :func:`items_select_sql` reads: ``raw`` (:func:`item_json`) and
+    ``ord`` (the position in ``items``: of two versions of an id, the later one wins)."""
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "raw": pa.array([item_json(item) for item in items], pa.string()),
+            "ord": pa.array(range(len(items)), pa.int64()),
+        }
+    )
+
+
+def ndjson_items_source(path: Path | str) -> str:
+    """An export part's objects as the source :func:`items_select_sql` reads: ``raw`` and ``ord``
+    (the line's number among the file's objects)."""
+    objects = f"read_ndjson_objects({sql_string(str(path))})"
+    return f"(SELECT json AS raw, ordinality AS ord FROM {objects} WITH ORDINALITY)"
+
+
+def sql_string(text: str) -> str:
+    """``text`` as an SQL string literal (a file path in DuckDB's ``read_*``/``COPY``)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def transform_items(items: list[dict]) -> list[dict]:
     """Run the items SQL over ``items`` in an in-memory DuckDB: one row dict per item, in order.
 
     ``content`` and ``raw`` come back parsed (Python values); the rule is the one the store uses.
     """
-    import pyarrow as pa
-
-    source = pa.table(
-        {
-            "raw": pa.array([item_json(i) for i in items], pa.string()),
-            "ord": pa.array(range(len(items)), pa.int64()),
-        }
-    )
+    source = items_source(items)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     try:

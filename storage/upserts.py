@@ -31,7 +31,14 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 from gladly_sync.storage.dialect import dialect_specific
-from gladly_sync.storage.rows import ITEM_COLUMNS, item_json, items_select_sql, parse_timestamp
+from gladly_sync.storage.rows import (
+    ITEM_COLUMNS,
+    items_select_sql,
+    items_source,
+    ndjson_items_source,
+    parse_timestamp,
+    sql_string,
+)
 
 Connection = duckdb.DuckDBPyConnection
 
@@ -184,10 +191,6 @@ def _count(result: duckdb.DuckDBPyConnection) -> int:
 
 def _ids(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(v for v in values if v is not None))
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 # --------------------------------------------------------------------------- customers
@@ -549,25 +552,29 @@ def upsert_items(
     and the items present have it cleared.
     """
     source_at, synced_at = _cell("ts", source_at), _cell("ts", synced_at)
-    table = pa.table(
-        {
-            "raw": pa.array([item_json(item) for item in items], pa.string()),
-            "ord": pa.array(range(len(items)), pa.int64()),
-        }
-    )
-    with _staged(con, "stage_item_json", table) as stage:
+    with _staged(con, "stage_item_json", items_source(items)) as stage:
         written = _write_items(con, _from_json(stage), source_at=source_at, synced_at=synced_at)
         if complete_conversation_id is not None:
-            con.execute(
-                """
-                UPDATE conversation_items SET deleted_at = ?, source_at = ?, synced_at = ?
-                WHERE conversation_id = ? AND deleted_at IS NULL
-                  AND id NOT IN (SELECT id FROM item_keys)
-                """,
-                [source_at, source_at, synced_at, complete_conversation_id],
+            mark_missing_items_deleted(
+                con, complete_conversation_id, "item_keys", at=source_at, synced_at=synced_at
             )
     con.execute("DROP TABLE IF EXISTS item_keys")
     return written
+
+
+def mark_missing_items_deleted(
+    con: Connection, conversation_id: str, listed: str, *, at: datetime, synced_at: datetime
+) -> None:
+    """The conversation's complete item list was read: its stored items whose id is not in the
+    table ``listed`` (the batch's ids) get ``deleted_at`` = ``at``. Both backends' ``upsert_items``."""
+    con.execute(
+        f"""
+        UPDATE conversation_items SET deleted_at = ?, source_at = ?, synced_at = ?
+        WHERE conversation_id = ? AND deleted_at IS NULL
+          AND id NOT IN (SELECT id FROM {listed})
+        """,
+        [at, at, synced_at, conversation_id],
+    )
 
 
 def stored_item_ids(con: Connection, ids: Iterable[str]) -> set[str]:
@@ -602,17 +609,11 @@ def _from_json(relation: str) -> _ItemRelations:
 
 def _from_prepared(path: Path | str) -> _ItemRelations:
     """Items already transformed by :func:`prepare_export_items` (a Parquet file)."""
-    relation = f"read_parquet({_sql_string(str(path))})"
+    relation = f"read_parquet({sql_string(str(path))})"
     return _ItemRelations(
         keys=f"SELECT ord, id, conversation_id, customer_id, timestamp AS item_at FROM {relation}",
         rows=f"SELECT * FROM {relation}",
     )
-
-
-def _numbered_lines(ndjson_path: Path | str) -> str:
-    """An ndjson file's objects as ``raw`` + ``ord`` (the line's number among the file's objects)."""
-    path = _sql_string(str(ndjson_path))
-    return f"(SELECT json AS raw, ordinality AS ord FROM read_ndjson_objects({path}) WITH ORDINALITY)"
 
 
 def prepare_export_items(con: Connection, ndjson_path: Path | str, prepared_path: Path | str) -> list[str]:
@@ -624,11 +625,11 @@ def prepare_export_items(con: Connection, ndjson_path: Path | str, prepared_path
     only reads typed columns (:func:`upsert_export_items` with the Parquet file). Raises DuckDB's
     ``InvalidInputException`` for a line that is not JSON.
     """
-    target = _sql_string(str(prepared_path))
+    target = sql_string(str(prepared_path))
     con.execute("SET TimeZone = 'UTC'")  # as the store's: a time without an offset is UTC
     con.execute("SET preserve_insertion_order = false")
     con.execute(
-        f"COPY (SELECT * EXCLUDE (content) FROM ({items_select_sql(_numbered_lines(ndjson_path))})) "
+        f"COPY (SELECT * EXCLUDE (content) FROM ({items_select_sql(ndjson_items_source(ndjson_path))})) "
         f"TO {target} (FORMAT parquet, ROW_GROUP_SIZE {_PREPARED_ROW_GROUP})"
     )
     rows = con.execute(
@@ -655,8 +656,8 @@ def upsert_export_items(
     if str(path).endswith(".parquet"):
         sources: _ItemRelations | tuple[_ItemRelations, _ItemRelations] = _from_prepared(path)
     else:
-        cheap = f"(SELECT json AS raw, 0::BIGINT AS ord FROM read_ndjson_objects({_sql_string(str(path))}))"
-        sources = (_from_json(cheap), _from_json(_numbered_lines(path)))
+        cheap = f"(SELECT json AS raw, 0::BIGINT AS ord FROM read_ndjson_objects({sql_string(str(path))}))"
+        sources = (_from_json(cheap), _from_json(ndjson_items_source(path)))
     # Stream: no insertion order to keep (``ord`` numbers the lines), and each row group is
     # written to the file as soon as it fills instead of buffering five of them.
     con.execute("SET preserve_insertion_order = false")

@@ -22,8 +22,9 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from gladly_sync.errors import JobAlreadyRunning
 from gladly_sync.storage.private import open_private, private_folder
+
+from gladly_sync.errors import JobAlreadyRunning
 
 __all__ = ["JobAlreadyRunning", "job_lock", "lock_path", "store_job_lock"]
 

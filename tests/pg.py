@@ -13,6 +13,7 @@ in CI (``CI=true``), so the Postgres leg never skips silently there.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -83,7 +84,8 @@ class PostgresCluster:
     def _run(self, *argv: str, timeout: float = 60) -> None:
         done = subprocess.run(self._command(*argv), capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
-            raise ClusterUnavailable(f"{' '.join(argv[:2])} failed ({done.returncode}): {done.stderr.strip()}")
+            command = " ".join(argv[:2])
+            raise ClusterUnavailable(f"{command} failed ({done.returncode}): {done.stderr.strip()}")
 
     def start(self) -> PostgresCluster:
         initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
@@ -106,10 +108,9 @@ class PostgresCluster:
         """Stop the server (fast shutdown) and delete its folder; safe to call twice."""
         if self.running:
             self.running = False
-            try:
+            # already gone: the folder is removed below either way
+            with contextlib.suppress(ClusterUnavailable, subprocess.TimeoutExpired):
                 self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-            except (ClusterUnavailable, subprocess.TimeoutExpired):
-                pass  # already gone; the folder is removed below either way
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def url(self, database: str = "postgres") -> str:

@@ -42,7 +42,13 @@ from gladly_sync.sync.pull.coverage import (
     subtract_windows,
 )
 from gladly_sync.sync.pull.erasure import complete_erasures
-from gladly_sync.sync.pull.parts import PART_LINES, PartCutter, SkippedLine, customer_chunks, prepare_items_part
+from gladly_sync.sync.pull.parts import (
+    PART_LINES,
+    PartCutter,
+    SkippedLine,
+    customer_chunks,
+    prepare_items_part,
+)
 from gladly_sync.sync.pull.resolve import BATCH, WORKERS, Batch, Resolver, Tally, chunks
 from gladly_sync.sync.pull.snapshot import publish_if_changed
 from gladly_sync.sync.runs import run_job
@@ -306,7 +312,9 @@ def _process_job(
     """Download, resolve the conversations' inboxes, ingest items then customers, record the job."""
     job_id, end_at = job["id"], _job_end(job)
     ctx.log.info("export_job_started", job_id=job_id, end_at=end_at.isoformat())
-    meter.update(job_id=job_id, stage="downloading", items_done=0, conversations_total=0, conversations_resolved=0)
+    meter.update(
+        job_id=job_id, stage="downloading", items_done=0, conversations_total=0, conversations_resolved=0
+    )
     with tempfile.TemporaryDirectory(prefix=f"gladly-export-{job_id}-") as tmp:
         files = _download(resolver.client, job, Path(tmp))
         todo, stored = _conversations_to_resolve(ctx, resolver, files.conversation_ids, end_at)

@@ -44,8 +44,8 @@ from gladly_sync.sync.pull.coverage import RECONCILE_STREAM, utc_iso
 from gladly_sync.sync.pull.erasure import complete_erasures
 from gladly_sync.sync.pull.events import CURSOR_EXPIRY, EVENTS_STREAM, FIRST_LOOKBACK, events_pass
 from gladly_sync.sync.pull.export import reconcile, refresh_references
-from gladly_sync.sync.pull.snapshot import publish_if_changed
 from gladly_sync.sync.pull.resolve import WORKERS, Resolver, Tally
+from gladly_sync.sync.pull.snapshot import publish_if_changed
 from gladly_sync.sync.runs import RunHandle, run_job
 
 from gladly_sync.errors import UsageError

@@ -5,8 +5,9 @@ change: a run that fails after committing some batches publishes what it committ
 erasure is still pending: erased values must never reach the snapshot, the next run completes the
 erasure and publishes). A run that changed nothing leaves it alone (a copy of the whole store per
 run is what made writers wait); a run that completed an erasure always publishes. A store without a
-snapshot yet gets one. A temp file left by a crashed publish is removed either way. How it is published (erasure rebuild first, private temp files, the outbox
-copy) is :meth:`storage.database.Database.publish_snapshot` and :mod:`sync.pull.erasure`.
+snapshot yet gets one. A temp file left by a crashed publish is removed either way. How it is
+published (erasure rebuild first, private temp files, the outbox copy) is
+:meth:`storage.database.Database.publish_snapshot` and :mod:`sync.pull.erasure`.
 """
 
 from __future__ import annotations

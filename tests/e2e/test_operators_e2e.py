@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from gladly_sync.simulator import DEFAULT_API_TOKEN, Simulator
 from gladly_sync.sync.pull.resolve import BATCH
 
 from tests.e2e.conftest import ROOT, Cli, write_config
+from tests.e2e.daemons import kill, killed_if_failing, start, stop, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,38 +39,28 @@ def slow_cli(big: Simulator, tmp_path: Path) -> Cli:
     return Cli(config=config, db_path=tmp_path / "store" / "gladly.duckdb", token=DEFAULT_API_TOKEN)
 
 
-def start(cli: Cli, *argv: str) -> subprocess.Popen:
-    environ = {**os.environ, "GLADLY_API_TOKEN": cli.token, **SLOW}
-    environ.pop("GLADLY_SYNC_CONFIG", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "gladly_sync", "--config", str(cli.config), *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environ,
-        cwd=ROOT,
-    )
-
-
 def conversation_reads(sim: Simulator) -> Counter:
     """``GET /conversations/{id}`` (not its items) per conversation id."""
     ids = (r.path.removeprefix(CONVERSATION) for r in sim.requests if r.method == "GET")
     return Counter(cid for cid in ids if not cid.startswith("/") and "/" not in cid)
 
 
+def export_progress(cli: Cli) -> dict | None:
+    """The last sync as ``status --json`` shows it, if it is running with conversations resolved."""
+    done = cli("status", "--json", timeout=30)
+    if done.returncode != 0:
+        return None
+    sync = json.loads(done.stdout)["last_runs"].get("sync") or {}
+    progress = sync.get("progress") or {}
+    resolving = sync.get("status") == "running" and (progress.get("conversations_resolved") or 0) > 0
+    return sync if resolving else None
+
+
 def wait_for_progress(cli: Cli, process: subprocess.Popen, timeout: float = 60) -> dict:
     """Poll ``status --json`` until the running sync shows export progress with conversations resolved."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        done = cli("status", "--json", timeout=30)
-        if done.returncode == 0:
-            sync = json.loads(done.stdout)["last_runs"].get("sync") or {}
-            progress = sync.get("progress") or {}
-            if sync.get("status") == "running" and (progress.get("conversations_resolved") or 0) > 0:
-                return sync
-        time.sleep(0.3)
-    raise AssertionError("no export progress in status within the timeout")
+    return wait_until(
+        lambda: export_progress(cli), "export progress in status", timeout=timeout, every=0.3, process=process
+    )
 
 
 def snapshot_runs(cli: Cli) -> list[tuple]:
@@ -83,24 +72,13 @@ def snapshot_runs(cli: Cli) -> list[tuple]:
         con.close()
 
 
-def stop(process: subprocess.Popen, signum: int = signal.SIGTERM) -> tuple[float, str, str]:
-    sent = time.monotonic()
-    process.send_signal(signum)
-    out, err = process.communicate(timeout=60)
-    return time.monotonic() - sent, out, err
-
-
 class TestStopMidBackfill:
     def test_daemon_stops_within_10s_and_a_sync_resumes(self, big: Simulator, slow_cli: Cli):
         """SIGTERM to `run` mid-backfill: exit 0 within 10 s, no job starts after it, and `sync`
         finishes the backfill without reading again what the stopped run stored."""
-        daemon = start(slow_cli, "run")
-        try:
+        daemon = start(slow_cli, "run", env=SLOW)
+        with killed_if_failing(daemon):
             running = wait_for_progress(slow_cli, daemon)
-        except BaseException:
-            daemon.kill()
-            daemon.communicate()
-            raise
         progress = running["progress"]
         assert progress["jobs_total"] >= 1 and progress["jobs_done"] < progress["jobs_total"]
         assert progress["eta_seconds"] > 0
@@ -129,13 +107,9 @@ class TestStopMidBackfill:
     def test_cron_sync_stops_within_10s_exit_143(self, big: Simulator, slow_cli: Cli):
         """SIGTERM to a cron `sync` mid-backfill: exit 143 within 10 s, the run is `interrupted`,
         the snapshot is not left saying `running`, and the next sync completes."""
-        sync = start(slow_cli, "sync")
-        try:
+        sync = start(slow_cli, "sync", env=SLOW)
+        with killed_if_failing(sync):
             wait_for_progress(slow_cli, sync)
-        except BaseException:
-            sync.kill()
-            sync.communicate()
-            raise
         took, out, err = stop(sync)
         assert sync.returncode == 143, err[-3000:]
         assert took < STOP_WITHIN
@@ -151,12 +125,11 @@ class TestKilledRun:
     def test_status_shows_a_killed_sync_as_interrupted(self, big: Simulator, slow_cli: Cli):
         """A sync killed with SIGKILL: `status` shows it interrupted (never running), `status --check`
         names it; the next sync records it so in the store and in the snapshot."""
-        sync = start(slow_cli, "sync")
+        sync = start(slow_cli, "sync", env=SLOW)
         try:
             wait_for_progress(slow_cli, sync)
         finally:
-            sync.kill()
-            sync.communicate()
+            kill(sync)
         assert slow_cli.query("SELECT status, pid FROM sync_runs") == [("running", sync.pid)]
 
         status = slow_cli.json("status")

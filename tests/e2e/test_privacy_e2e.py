@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from gladly_sync.simulator import Simulator
-from gladly_sync.storage.outbox import REPLYABLE_TYPES
 
 from tests.e2e.conftest import Cli, run_demo
+from tests.e2e.test_cli_e2e import open_conversations
 from tests.privacy import dead_pid, umask
 
 pytestmark = pytest.mark.e2e
@@ -47,15 +47,11 @@ def files_holding(folder: Path, marker: str) -> list[str]:
 
 def customer_with_open_conversation(sim: Simulator) -> tuple[str, str]:
     """(customer id, conversation id) of an open conversation with a customer message we can reply to."""
-    for conv in sim.world.conversations():
-        if conv["status"] == "CLOSED":
-            continue
-        items = sim.world.items(conv["id"])
-        if any(
-            i["initiator"]["type"] == "CUSTOMER" and i["content"]["type"] in REPLYABLE_TYPES for i in items
-        ):
-            return conv["customerId"], conv["id"]
-    raise AssertionError("the seeded org has no open conversation to write to")
+    found = open_conversations(sim)
+    assert found, "the seeded org has no open conversation to write to"
+    conversation = sim.world.conversation(found[0])
+    assert conversation is not None
+    return conversation["customerId"], conversation["id"]
 
 
 class TestErasureLeavesNoBytes:

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from gladly_sync.storage import schema, upserts
 from gladly_sync.storage.liveness import this_host
+from gladly_sync.storage.outbox.bridge import outbox_for_store
 from gladly_sync.storage.postgres import PostgresDatabase
 from gladly_sync.storage.postgres_sql import translate
-from gladly_sync.storage.outbox.bridge import outbox_for_store
 from gladly_sync.storage.tables import ANALYST_TABLES, ANALYST_VIEWS, BOOKKEEPING_TABLES, SCHEMA_VERSION
 from gladly_sync.sync.runs import RunHandle, run_alive
 
@@ -103,7 +103,11 @@ class TestSchema:
             "timestamp with time zone",
             "ARRAY",
         )
-        assert (items["raw"], items["content"], items["timestamp"]) == ("json", "json", "timestamp with time zone")
+        assert (items["raw"], items["content"], items["timestamp"]) == (
+            "json",
+            "json",
+            "timestamp with time zone",
+        )
 
     def test_raw_is_text_identical(self, db):
         """raw comes back byte for byte as written: spacing, key order, escapes and duplicates kept."""
@@ -277,14 +281,26 @@ class TestTranslation:
     @pytest.mark.parametrize(
         "duckdb_sql,params,postgres_sql,postgres_params",
         [
-            ("SELECT * FROM t WHERE a = ? AND b LIKE 'x%?'", [1], "SELECT * FROM t WHERE a = %s AND b LIKE 'x%%?'", [1]),
             (
-                "SELECT id FROM e WHERE id IN (SELECT unnest($1::VARCHAR[])) OR x IN (SELECT unnest($1::VARCHAR[]))",
+                "SELECT * FROM t WHERE a = ? AND b LIKE 'x%?'",
+                [1],
+                "SELECT * FROM t WHERE a = %s AND b LIKE 'x%%?'",
+                [1],
+            ),
+            (
+                "SELECT id FROM e WHERE id IN (SELECT unnest($1::VARCHAR[])) "
+                "OR x IN (SELECT unnest($1::VARCHAR[]))",
                 [["a"]],
-                "SELECT id FROM e WHERE id IN (SELECT unnest(%(p1)s::VARCHAR[])) OR x IN (SELECT unnest(%(p1)s::VARCHAR[]))",
+                "SELECT id FROM e WHERE id IN (SELECT unnest(%(p1)s::VARCHAR[])) "
+                "OR x IN (SELECT unnest(%(p1)s::VARCHAR[]))",
                 {"p1": ["a"]},
             ),
-            ("SELECT $at, json_extract(raw, '$.content')", {"at": 1}, "SELECT %(at)s, json_extract(raw, '$.content')", {"at": 1}),
+            (
+                "SELECT $at, json_extract(raw, '$.content')",
+                {"at": 1},
+                "SELECT %(at)s, json_extract(raw, '$.content')",
+                {"at": 1},
+            ),
             (
                 "INSERT INTO x (id) SELECT id FROM (SELECT * EXCLUDE (_ord) FROM s "
                 "QUALIFY row_number() OVER (PARTITION BY id ORDER BY _ord DESC) = 1) ON CONFLICT DO NOTHING",
@@ -294,7 +310,9 @@ class TestTranslation:
                 None,
             ),
             (
-                "SELECT job, run_id FROM sync_runs\nQUALIFY row_number() OVER (PARTITION BY job ORDER BY started_at DESC) = 1\nORDER BY job",
+                "SELECT job, run_id FROM sync_runs\n"
+                "QUALIFY row_number() OVER (PARTITION BY job ORDER BY started_at DESC) = 1\n"
+                "ORDER BY job",
                 None,
                 "SELECT DISTINCT ON (job) job, run_id FROM sync_runs ORDER BY job, started_at DESC",
                 None,

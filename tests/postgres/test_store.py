@@ -82,7 +82,11 @@ class TestConfiguredStore:
         "url,message,code",
         [
             ("mysql://root:pw-55-SECRET@db/gladly", "storage.url: 'mysql://root:***@db/gladly' is not a", 2),
-            ("postgresql://u:pw-55-SECRET@127.0.0.1:1/g?connect_timeout=2", "cannot connect to PostgreSQL", 1),
+            (
+                "postgresql://u:pw-55-SECRET@127.0.0.1:1/g?connect_timeout=2",
+                "cannot connect to PostgreSQL",
+                1,
+            ),
         ],
     )
     def test_bad_url_is_a_clear_error(self, tmp_path, url, message, code):

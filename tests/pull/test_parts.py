@@ -1,4 +1,5 @@
-"""Export files as parts: cut while downloading, bad lines set aside, conversation ids scanned off the store."""
+"""Export files as parts: cut while downloading, bad lines set aside, conversation ids scanned off the
+store."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from gladly_sync.errors import MalformedResponse
 ITEMS = "conversation_items.jsonl"
 
 
-def _feed(cutter: PartCutter, body: bytes, chunk: int, content_type: str = "application/x-ndjson") -> list[Path]:
+def _feed(
+    cutter: PartCutter, body: bytes, chunk: int, content_type: str = "application/x-ndjson"
+) -> list[Path]:
     cutter.restart(content_type)
     for start in range(0, len(body), chunk):
         cutter.write(body[start : start + chunk])
@@ -32,7 +35,9 @@ class TestPartCutter:
     def test_parts_hold_whole_lines(self, tmp_path, chunk):
         """Parts hold at most N lines each, every line whole, whatever the chunks the body arrives in."""
         finished: list[int] = []
-        cutter = PartCutter("j1", ITEMS, tmp_path, lines_per_part=3, on_part=lambda path, i: finished.append(i))
+        cutter = PartCutter(
+            "j1", ITEMS, tmp_path, lines_per_part=3, on_part=lambda path, i: finished.append(i)
+        )
         parts = _feed(cutter, b'{"a":1}\n{"a":2}\n{"a":3}\n{"a":4}', chunk)
         assert [p.read_bytes() for p in parts] == [b'{"a":1}\n{"a":2}\n{"a":3}\n', b'{"a":4}\n']
         assert finished == [0, 1]
@@ -58,7 +63,9 @@ class TestPartCutter:
             ("application/json", b'[{"id": "i1"}]'),
         ],
     )
-    def test_a_body_that_is_not_ndjson_names_the_job_the_file_and_what_came(self, tmp_path, content_type, body):
+    def test_a_body_that_is_not_ndjson_names_the_job_the_file_and_what_came(
+        self, tmp_path, content_type, body
+    ):
         """An HTML page (or anything not opening a JSON object) fails, naming job, file and body."""
         with pytest.raises(MalformedResponse) as caught:
             _feed(PartCutter("job-7", ITEMS, tmp_path), body, 1 << 20, content_type)

@@ -26,6 +26,7 @@ from structlog.testing import capture_logs
 
 from gladly_sync.config import load_settings
 from gladly_sync.errors import MalformedResponse, UsageError
+from tests.clocks import WallClock
 
 API = "https://acme.gladly.com/api/v1"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -172,7 +173,8 @@ class FakeGladly:
                 return not_found("file")
             return httpx.Response(200, content=body, headers={"Content-Type": "application/x-ndjson"})
         if path == "/organization":
-            return httpx.Response(200, json={"id": "org-acme", "name": "Acme", "timezone": "America/New_York"})
+            organization = {"id": "org-acme", "name": "Acme", "timezone": "America/New_York"}
+            return httpx.Response(200, json=organization)
         if path == "/inboxes":
             return httpx.Response(200, json=self.inboxes)
         if path in ("/agents", "/topics"):
@@ -180,23 +182,11 @@ class FakeGladly:
         return not_found(path)
 
 
-class Clock:
-    def __init__(self, now: datetime = T0):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
-
 @dataclass
 class Env:
     ctx: Context
     gladly: FakeGladly
-    clock: Clock
+    clock: WallClock
 
     def sync(self, **options: Any) -> SyncSummary:
         before = len(self.gladly.calls)
@@ -242,7 +232,7 @@ def make_env(
         )
     )
     settings = load_settings(config, environ={})
-    clock = Clock()
+    clock = WallClock(T0)
     gladly = FakeGladly(clock=clock)
     router.route(path__regex=r".*").mock(side_effect=gladly.handle)
 

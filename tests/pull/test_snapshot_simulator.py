@@ -47,7 +47,8 @@ class TestSnapshotPublish:
         clock.advance(minutes=1)
         summary = sync_once(ctx)
         assert summary.snapshot_published
-        assert _snapshot_rows(ctx, f"SELECT count(*) FROM conversation_items WHERE id = '{message_id}'") == [(1,)]
+        count = f"SELECT count(*) FROM conversation_items WHERE id = '{message_id}'"
+        assert _snapshot_rows(ctx, count) == [(1,)]
 
     def test_a_reconcile_without_news_leaves_the_snapshot_alone(self, ctx, clock):  # noqa: F811
         """The reconcile job re-reads the export jobs and lists; nothing new: no publish."""

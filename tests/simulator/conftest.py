@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,23 +18,12 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from tests.clocks import WallClock
+
 REPO = Path(__file__).resolve().parents[2]
 OPENAPI_CANDIDATES = (REPO.parent / "shared" / "reference" / "gladly-openapi.yml",
                       REPO / "shared" / "reference" / "gladly-openapi.yml")
 OPENAPI_URI = "urn:gladly-openapi"
-
-
-class Clock:
-    """A settable UTC clock for World(clock=...)."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 class OpenApi:
@@ -108,8 +97,9 @@ def openapi() -> OpenApi:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(datetime.now(UTC).replace(microsecond=0))
+def clock() -> WallClock:
+    """A settable UTC clock for World(clock=...), starting now."""
+    return WallClock(datetime.now(UTC).replace(microsecond=0))
 
 
 @pytest.fixture
@@ -120,7 +110,7 @@ def sim() -> Iterator[Simulator]:
 
 
 @pytest.fixture
-def clocked_sim(clock: Clock) -> Iterator[Simulator]:
+def clocked_sim(clock: WallClock) -> Iterator[Simulator]:
     """A small running simulator whose world time is the `clock` fixture."""
     with Simulator(seed=7, customers=12, conversations=24, clock=clock) as simulator:
         yield simulator

@@ -11,7 +11,7 @@ import httpx
 from gladly_sync.simulator import Simulator
 from gladly_sync.simulator.timestamps import parse_timestamp
 
-from tests.simulator.conftest import Clock
+from tests.clocks import WallClock
 
 ALL = ["CONVERSATION", "CONTACT", "CUSTOMER", "CUSTOMER_PROFILE"]
 START = datetime(2024, 5, 15, 12, 0, tzinfo=UTC)
@@ -30,7 +30,7 @@ def events(http: httpx.Client, start: datetime) -> list[dict]:
 class TestClockOffset:
     def test_date_header_and_timestamps_follow_gladlys_clock(self) -> None:
         """With clock_offset, the Date header and new events are on the host clock plus the offset."""
-        clock, offset = Clock(START), timedelta(minutes=-10)
+        clock, offset = WallClock(START), timedelta(minutes=-10)
         with Simulator(seed=2, customers=4, conversations=6, clock=clock, clock_offset=offset) as sim:
             world = sim.world
             assert world.now() == START + offset

@@ -373,7 +373,7 @@ class TestHandover:
         assert max(waits) < 1.2, waits  # one batch is 0.4 s; starvation would be up to 10 s
 
     def test_a_turn_held_past_lock_wait_seconds_names_the_holder(self, db):
-        """A product process holding the store past lock_wait_seconds: DatabaseLocked (exit 4) with its PID."""
+        """A product process holding the store past lock_wait_seconds: DatabaseLocked (exit 4), its PID."""
         with db.connect():
             pass
         hog = _hog(db.path, batch_seconds=5, batches=1)

@@ -512,7 +512,11 @@ class TestExportItems:
                              source_at=T0, synced_at=T0)
         part = write_ndjson(tmp_path / "p.ndjson", [item("i1", text="again", ts=export_ts), item("i2")])
         assert upserts.upsert_export_items(con, part, job_end_at=T1, synced_at=T2) == 2
-        assert table(con, "conversation_items", "id, text") == [("far", "hello"), ("i1", "again"), ("i2", "hello")]
+        assert table(con, "conversation_items", "id, text") == [
+            ("far", "hello"),
+            ("i1", "again"),
+            ("i2", "hello"),
+        ]
 
     def test_stored_ids_stay_unique_across_parts(self, con, tmp_path):
         """Parts written one after the other never duplicate an id."""

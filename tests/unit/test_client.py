@@ -7,7 +7,6 @@ import json
 import random
 import threading
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import httpx
 import pytest
@@ -30,6 +29,7 @@ from gladly_sync.errors import (
     ServerError,
     UnknownOutcome,
 )
+from tests.clocks import MonotonicClock
 
 TOKEN = "tok-3f9a-SECRET-7c1e"
 SETTINGS = GladlySettings(
@@ -44,26 +44,9 @@ SETTINGS = GladlySettings(
 API = "https://acme.gladly.com/api/v1"
 
 
-class FakeClock:
-    """A monotonic clock that moves only when the code under test sleeps."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self.now += seconds
-
-
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return MonotonicClock(1000.0)
 
 
 @pytest.fixture
@@ -72,7 +55,7 @@ def gladly():
         yield mock
 
 
-def make_client(clock: FakeClock, settings: GladlySettings = SETTINGS, **options) -> GladlyClient:
+def make_client(clock: MonotonicClock, settings: GladlySettings = SETTINGS, **options) -> GladlyClient:
     options.setdefault("backoff", Backoff(rng=random.Random(7)))
     return GladlyClient.from_settings(settings, clock=clock, sleep=clock.sleep, **options)
 

@@ -8,34 +8,17 @@ import threading
 import pytest
 from gladly_sync.sync.pacer import Backoff, Pacer
 
-
-class FakeClock:
-    """A monotonic clock that only moves when someone sleeps (or a test advances it)."""
-
-    def __init__(self, advance_on_sleep: bool = True):
-        self.now = 0.0
-        self.sleeps: list[float] = []
-        self.advance_on_sleep = advance_on_sleep
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            if self.advance_on_sleep:
-                self.now += seconds
+from tests.clocks import MonotonicClock
 
 
-def pacer_at(rps: float, clock: FakeClock) -> Pacer:
+def pacer_at(rps: float, clock: MonotonicClock) -> Pacer:
     return Pacer(rps, clock=clock, sleep=clock.sleep)
 
 
 class TestPacer:
     def test_sequential_callers_reach_exactly_the_rate(self):
         """10 back-to-back acquires at 10 req/s sleep 0.9 s in all and use ten distinct 0.1 s slots."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         pacer = pacer_at(10, clock)
         sent = []
         for _ in range(10):
@@ -47,7 +30,7 @@ class TestPacer:
 
     def test_slow_requests_are_not_slowed_further(self):
         """A caller whose requests take longer than a slot never sleeps."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         pacer = pacer_at(10, clock)
         for _ in range(5):
             pacer.acquire("GET")
@@ -56,7 +39,7 @@ class TestPacer:
 
     def test_requests_shorter_than_a_slot_still_get_the_full_rate(self):
         """Time spent in the request counts toward the slot: sleep only the remainder."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         pacer = pacer_at(10, clock)
         pacer.acquire("GET")
         clock.now += 0.04
@@ -65,13 +48,13 @@ class TestPacer:
 
     def test_each_method_has_its_own_budget(self):
         """Gladly counts per HTTP method, so a GET never waits for a POST."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         pacer = pacer_at(10, clock)
         assert [pacer.acquire(method) for method in ("GET", "POST", "patch", "PATCH")] == [0.0, 0.0, 0.0, 0.1]
 
     def test_concurrent_callers_never_share_a_slot(self):
         """Eight threads acquiring at once get evenly spaced slots: no burst above the rate."""
-        clock = FakeClock(advance_on_sleep=False)
+        clock = MonotonicClock(advance_on_sleep=False)
         pacer = pacer_at(10, clock)
         slots: list[float] = []
         lock = threading.Lock()
@@ -93,14 +76,14 @@ class TestPacer:
 
     def test_no_one_second_window_holds_more_than_the_rate(self):
         """Any 1 s window of send times holds at most requests_per_second requests."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         pacer = pacer_at(8, clock)
         sent = [pacer.acquire("GET") for _ in range(40)]
         assert max(sum(1 for t in sent if start <= t < start + 1 - 1e-9) for start in sent) == 8
 
     def test_remaining_zero_waits_one_second_after_our_earliest_recent_request(self):
         """Others spent the org's budget: wait until 1 s after our earliest request of the last second."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         pacer = pacer_at(10, clock)
         pacer.acquire("GET")  # sent at 0.0
         clock.now = 0.05
@@ -109,7 +92,7 @@ class TestPacer:
 
     def test_remaining_zero_costs_nothing_when_we_alone_use_the_budget(self):
         """At exactly the limit, the tenth request's remaining=0 leaves the eleventh slot where it was."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         pacer = pacer_at(10, clock)
         for _ in range(10):
             pacer.acquire("GET")
@@ -119,7 +102,7 @@ class TestPacer:
 
     def test_requests_older_than_a_second_do_not_steer(self):
         """Only our requests within the last second count; otherwise the next slot is one interval away."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         pacer = pacer_at(10, clock)
         pacer.acquire("GET")
         clock.now = 5.0
@@ -129,7 +112,7 @@ class TestPacer:
     @pytest.mark.parametrize("remaining", [None, 9, 20])
     def test_a_remaining_budget_at_or_above_our_share_changes_nothing(self, remaining):
         """Remaining plus our own requests of the last second at or above our share: pacing as before."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         pacer = pacer_at(10, clock)
         pacer.acquire("GET")
         pacer.observe("GET", remaining)
@@ -139,7 +122,7 @@ class TestPacer:
     def test_a_remaining_budget_below_our_share_slows_us_to_what_is_left(self, remaining, slot):
         """Others use part of our share (remaining + ours < requests_per_second): the next slot
         paces at what they leave us, before the budget is spent."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         pacer = pacer_at(10, clock)
         pacer.acquire("GET")  # ours within the second: 1
         pacer.observe("GET", remaining)
@@ -147,7 +130,7 @@ class TestPacer:
 
     def test_our_own_requests_do_not_count_against_us(self):
         """Alone at exactly our share, the falling remaining is our own doing: no slowdown."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         pacer = pacer_at(10, clock)
         slots = []
         for sent in range(10):
@@ -157,7 +140,7 @@ class TestPacer:
 
     def test_remaining_zero_steers_only_that_method(self):
         """An exhausted GET budget does not hold back POSTs."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         pacer = pacer_at(10, clock)
         pacer.acquire("GET")
         pacer.observe("GET", 0)
@@ -165,7 +148,7 @@ class TestPacer:
 
     def test_penalize_holds_back_the_method(self):
         """After a 429 the method's next slot is pushed back by the given delay."""
-        clock = FakeClock(advance_on_sleep=False)
+        clock = MonotonicClock(advance_on_sleep=False)
         pacer = pacer_at(10, clock)
         pacer.acquire("POST")
         pacer.penalize("POST", 2.5)
@@ -174,7 +157,7 @@ class TestPacer:
 
     def test_penalize_never_pulls_a_slot_forward(self):
         """A short penalty does not undo a later slot already reserved."""
-        clock = FakeClock(advance_on_sleep=False)
+        clock = MonotonicClock(advance_on_sleep=False)
         pacer = pacer_at(1, clock)
         pacer.acquire("GET")
         pacer.acquire("GET")  # reserves 1.0; the next is 2.0
