@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 from gladly_sync.storage.handover import Handover, TurnTimeout
 from gladly_sync.storage.liveness import process_alive
-from gladly_sync.storage.progress import ProgressFiles
 from gladly_sync.storage.private import make_private, open_private, private_folder
+from gladly_sync.storage.progress import ProgressFiles
 from gladly_sync.storage.schema import check_version, migrate
 from gladly_sync.storage.transaction import open_transaction
 

@@ -117,9 +117,7 @@ class PgConnection:
         """``table`` as a temp table ``name`` (COPYed in), typed like the store's columns."""
         columns = [(field.name, postgres_sql.column_type(field)) for field in table.schema]
         self._cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
-        self._cursor.execute(
-            f"CREATE TEMP TABLE {name} ({', '.join(f'{c} {t}' for c, t in columns)})"
-        )
+        self._cursor.execute(f"CREATE TEMP TABLE {name} ({', '.join(f'{c} {t}' for c, t in columns)})")
         copy_rows(self._cursor, name, [c for c, _ in columns], table)
 
     def unregister(self, name: str) -> None:
@@ -293,7 +291,9 @@ class PostgresDatabase:
         pool: dict[str, Any] = (
             {"pool_size": 2, "max_overflow": 6, "pool_pre_ping": True} if pooled else {"poolclass": NullPool}
         )
-        return create_engine("postgresql+psycopg://", creator=lambda: self._connect_raw(autocommit=False), **pool)
+        return create_engine(
+            "postgresql+psycopg://", creator=lambda: self._connect_raw(autocommit=False), **pool
+        )
 
     def outbox_engine(self) -> Engine:
         """The engine of the outbox, a table of this store shared by every host that uses it: the
@@ -312,7 +312,9 @@ class PostgresDatabase:
         session = f"{APPLICATION}:{host}:{pid}".encode()[:63].decode(errors="ignore")  # NAMEDATALEN
         con = self._open()
         try:
-            row = con.raw.execute(_HOLDERS + " AND a.application_name = %s", [self._job_key(job), session]).fetchone()
+            row = con.raw.execute(
+                _HOLDERS + " AND a.application_name = %s", [self._job_key(job), session]
+            ).fetchone()
         finally:
             con.close()
         return row is not None

@@ -24,13 +24,12 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from gladly_sync.storage import schema as duckdb_schema
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateTable
 from sqlmodel import SQLModel
 
 from gladly_sync.errors import NotFound
-from gladly_sync.storage import schema as duckdb_schema
-from gladly_sync.storage import tables
 
 if TYPE_CHECKING:
     from gladly_sync.storage.postgres import PgConnection

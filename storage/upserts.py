@@ -1097,7 +1097,8 @@ def start_run(
     """A run begins: status ``running`` until ``finish_run`` (a crashed run stays ``running``).
     ``pid`` and ``host`` name the process running it."""
     con.execute(
-        "INSERT INTO sync_runs (run_id, job, started_at, status, pid, host) VALUES (?, ?, ?, 'running', ?, ?)",
+        "INSERT INTO sync_runs (run_id, job, started_at, status, pid, host) "
+        "VALUES (?, ?, ?, 'running', ?, ?)",
         [run_id, job, _cell("ts", started_at), pid, host],
     )
 
@@ -1129,7 +1130,8 @@ def running_runs(con: Connection, job: str) -> list[tuple[str, int | None, str |
     return [
         (run_id, pid, host)
         for run_id, pid, host in con.execute(
-            "SELECT run_id, pid, host FROM sync_runs WHERE job = ? AND status = 'running' ORDER BY started_at",
+            "SELECT run_id, pid, host FROM sync_runs WHERE job = ? AND status = 'running' "
+            "ORDER BY started_at",
             [job],
         ).fetchall()
     ]

@@ -143,7 +143,9 @@ def run_job(ctx: Context, job: str) -> Iterator[RunHandle]:
 def _record_dead_runs(ctx: Context, con: Any, job: str) -> None:
     """The job's earlier runs still ``running`` whose process is gone become ``interrupted``."""
     dead = [
-        run_id for run_id, pid, host in upserts.running_runs(con, job) if not run_alive(ctx.db, job, pid, host)
+        run_id
+        for run_id, pid, host in upserts.running_runs(con, job)
+        if not run_alive(ctx.db, job, pid, host)
     ]
     if dead:
         upserts.mark_interrupted(con, dead, "interrupted: its process ended without recording the run")

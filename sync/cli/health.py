@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gladly_sync.sync.cli.render import age
 from gladly_sync.storage.liveness import this_host
+from gladly_sync.sync.cli.render import age
 from gladly_sync.sync.runs import run_alive
 
 from gladly_sync.config import EVENTS_WINDOW, Settings

@@ -19,6 +19,7 @@ import respx
 import structlog
 from gladly_sync.storage import upserts
 from gladly_sync.storage.database import Database
+from gladly_sync.storage.progress import progress_path
 from gladly_sync.storage.rows import conversation_row, inbox_row
 from gladly_sync.sync.cli.health import assess_status, live_runs
 from gladly_sync.sync.cli.main import main, starter_config
@@ -29,7 +30,6 @@ from gladly_sync.sync.daemon import Daemon, Job
 from gladly_sync.sync.logs import ContextPool, configure_logging
 from gladly_sync.sync.pull.export import _Progress
 from gladly_sync.sync.pull.run import unknown_ingest_inboxes
-from gladly_sync.storage.progress import progress_path
 from gladly_sync.sync.runs import publish_snapshot, run_job
 from gladly_sync.sync.shutdown import Shutdown
 from structlog.testing import capture_logs

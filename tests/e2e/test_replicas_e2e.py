@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -22,6 +21,7 @@ import pytest
 from gladly_sync.simulator import Simulator
 
 from tests.e2e.conftest import ROOT, Cli, write_config
+from tests.e2e.daemons import wait_until
 from tests.e2e.test_cli_e2e import open_conversations
 
 pytestmark = pytest.mark.e2e
@@ -107,16 +107,6 @@ def start_replica(cli: Cli, sim: Simulator, folder: Path, host: str) -> Replica:
     return Replica(host, folder, process, namespaced)
 
 
-def wait_until(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not happen within {timeout}s")
-
-
 def sync_runs(cli: Cli, job: str = "sync") -> list[tuple]:
     """(run_id, pid, host, started_at, finished_at, status) of the job's runs, oldest first."""
     return cli.query(
@@ -163,8 +153,8 @@ class TestReplicas:
         try:
             running = wait_until(
                 lambda: [r for r in sync_runs(cli) if r[5] == "running" and any(p.owns(r) for p in replicas)],
-                60,
-                "a replica's sync run",
+                "replica's sync run",
+                timeout=60,
             )[-1]
             holder = next(p for p in replicas if p.owns(running))
             survivor = next(p for p in replicas if p is not holder)
@@ -174,13 +164,13 @@ class TestReplicas:
             queued.update(enqueue_notes(cli, conversations[4:8], "after"))
             wait_until(
                 lambda: cli.query("SELECT 1 FROM conversation_items WHERE id = ?", item_id),
-                SYNC_EVERY + 30,
-                "the surviving replica's sync of the new message",
+                "sync of the new message by the surviving replica",
+                timeout=SYNC_EVERY + 30,
             )
             wait_until(
                 lambda: all(row["status"] == "sent" for row in cli.json("outbox", "list")),
-                60,
-                "every queued note sent",
+                "sending of every queued note",
+                timeout=60,
             )
             runs, drains = sync_runs(cli), sync_runs(cli, "drain")
             taken_over = [r for r in runs if survivor.owns(r) and r[3] > killed_at]

@@ -23,7 +23,9 @@ def open_db(tmp_path: Path) -> Any:
     from gladly_sync.storage.postgres import PostgresDatabase
 
     if POSTGRES is not None:
-        db: Any = PostgresDatabase(POSTGRES.url, schema=POSTGRES.schema, organization="acme", lock_wait_seconds=5)
+        db: Any = PostgresDatabase(
+            POSTGRES.url, schema=POSTGRES.schema, organization="acme", lock_wait_seconds=5
+        )
     else:
         db = Database(tmp_path / "gladly.duckdb", lock_wait_seconds=5)
     with db.connect():

@@ -272,7 +272,8 @@ class TestRunProgress:
         run = RunHandle(run_id="r1", job="sync", started_at=datetime.now(UTC), store=db)
         run.report_progress({"stage": "resolving", "jobs_total": 3}, force=True)
         assert elsewhere.load_progress("sync", "r1") == {"stage": "resolving", "jobs_total": 3}
-        assert elsewhere.load_progress("sync", "r0") is None and elsewhere.load_progress("drain", "r1") is None
+        assert elsewhere.load_progress("sync", "r0") is None
+        assert elsewhere.load_progress("drain", "r1") is None
         run.clear_progress()
         assert elsewhere.load_progress("sync", "r1") is None
 
