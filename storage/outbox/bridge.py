@@ -5,7 +5,9 @@ snapshot carries for analysts.
 A DuckDB store's outbox is a SQLite file beside it (``storage.outbox_path``). A server store
 (PostgreSQL) holds the outbox itself: the ``outbox`` table of the store's schema, which every host
 using the store shares, so an action queued on one host is drained by whichever replica runs the
-drain, and survives the host that queued it.
+drain, and survives the host that queued it. A host that moves to such a store and still has a
+SQLite outbox at ``storage.outbox_path`` moves its rows in on first use (``import_local_outbox``):
+queued actions are not left behind on one disk.
 
 Import (first start after the upgrade): the store's ``outbox`` rows are inserted into the outbox
 database with their ids, states, attempts and ``seq`` (the sequence is moved past them), in one
@@ -22,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from gladly_sync.storage.database import Database
-from gladly_sync.storage.outbox.database import OutboxDatabase, advance_seq, meta_value, set_meta
+from gladly_sync.storage.database import Database, remove_files
+from gladly_sync.storage.outbox.database import OutboxDatabase, advance_seq, meta_value, next_seq, set_meta
 from gladly_sync.storage.outbox.schema import OUTBOX
 from sqlalchemy import Connection, Engine, insert, inspect, select
 from sqlalchemy.schema import CreateTable
@@ -50,7 +52,7 @@ def outbox_for_store(store: Any, path: Any = None, *, wait_for_store: bool = Tru
             engine_factory=shared,
             where=f"the outbox table of {store.where}",
             lock_wait_seconds=store.lock_wait_seconds,
-            on_first_open=lambda database, engine: _describe_outbox(store, engine),
+            on_first_open=lambda database, engine: _open_server_outbox(store, engine, path),
         )
     if path is None:
         path = (store.path.parent if store.path else Path("data")) / "gladly_outbox.sqlite"
@@ -59,6 +61,38 @@ def outbox_for_store(store: Any, path: Any = None, *, wait_for_store: bool = Tru
         lock_wait_seconds=store.lock_wait_seconds,
         on_first_open=lambda database, engine: import_store_outbox(engine, store, wait=wait_for_store),
     )
+
+
+def _open_server_outbox(store: Any, engine: Engine, local: Path | str | None) -> None:
+    _describe_outbox(store, engine)
+    if local is not None:
+        import_local_outbox(engine, Path(local))
+
+
+def import_local_outbox(engine: Engine, path: Path) -> int:
+    """Move the rows of a SQLite outbox at ``path`` (left by this host's embedded setup) into the
+    server store's outbox, then delete the file; the number of rows moved.
+
+    Every row moves with its id, state and attempts (a ``sent`` row stays sent, an ``unknown`` one
+    is reconciled before any resend), taking new queue positions after the server's rows, in their
+    old order; an id already there is not moved twice (a crash between the commit and the delete).
+    The outbox table is locked for the move, so two processes of one host never both move a row.
+    """
+    if not path.exists():
+        return 0
+    local = OutboxDatabase(path)
+    try:
+        with local.connect() as con:
+            rows = [dict(row._mapping) for row in con.execute(select(OUTBOX).order_by(OUTBOX.c.seq))]
+    finally:
+        local.dispose()
+    with engine.begin() as con:
+        con.exec_driver_sql("LOCK TABLE outbox IN EXCLUSIVE MODE")
+        for row in rows:
+            row["seq"] = None  # new positions, after the server's rows
+        moved = _insert_missing(con, rows)
+    remove_files(*(path.with_name(path.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")))
+    return moved
 
 
 def _describe_outbox(store: Any, engine: Engine) -> None:
@@ -120,8 +154,10 @@ def _insert_missing(con: Connection, rows: list[dict[str, Any]]) -> int:
         if row.get("dedupe_key") in keys:  # queued again before the import ran: keep both actions
             row["dedupe_key"] = None
     top = max((row.get("seq") or 0 for row in rows), default=0)
-    for n, row in enumerate(missing, 1):
-        row["seq"] = row.get("seq") or top + n  # a row without a position goes last, in order
+    for row in missing:
+        if not row.get("seq"):  # a row without a position goes last, in order
+            row["seq"] = next_seq(con) if con.dialect.supports_sequences else top + 1
+            top = max(top, row["seq"])
     if missing:
         con.execute(insert(OUTBOX), missing)
     advance_seq(con, max((row["seq"] for row in missing), default=top))
