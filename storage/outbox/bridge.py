@@ -32,7 +32,7 @@ from sqlalchemy.schema import CreateTable
 
 from gladly_sync.errors import DatabaseLocked
 
-__all__ = ["copy_into_snapshot", "import_store_outbox", "outbox_for_store"]
+__all__ = ["copy_into_snapshot", "import_local_outbox", "import_store_outbox", "outbox_for_store"]
 
 IMPORTED = "store_outbox_imported"
 
