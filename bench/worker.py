@@ -204,7 +204,9 @@ def run_export(config: str, memory_limit: str | None = None, part_lines: int | N
     peak_after = status_kib("VmHWM")
     before = phases.marks.get("peak_before_upsert_kib")
     longest = max(holds, default=(0.0, "none"))
-    limit = duckdb_limit(ctx, GladlyClient, download, summary.job_ids)
+    # DuckDB's limit; a PostgreSQL run is compared with the DuckDB run beside it (bench/postgres.py)
+    on_duckdb = ctx.db.path is not None
+    limit = duckdb_limit(ctx, GladlyClient, download, summary.job_ids) if on_duckdb else {}
     return {
         "total_seconds": total,
         "phases": dict(phases.seconds),
@@ -218,7 +220,7 @@ def run_export(config: str, memory_limit: str | None = None, part_lines: int | N
         "longest_hold_phase": longest[1],
         "holds_over_1s": sum(1 for seconds, _ in holds if seconds > 1.0),
         "connections": len(holds),
-        "store_bytes": ctx.db.path.stat().st_size,
+        "store_bytes": ctx.db.path.stat().st_size if on_duckdb else None,
         "baseline_rss_kib": baseline_kib,
         "peak_before_upsert_kib": before,
         "peak_upsert_kib": peak_after if phases.marks.get("peak_reset") else None,
