@@ -16,7 +16,7 @@ import pytest
 from gladly_sync.simulator import DEFAULT_API_TOKEN, Simulator
 from gladly_sync.sync.pull.resolve import BATCH
 
-from tests.e2e.conftest import ROOT, Cli, write_config
+from tests.e2e.conftest import ROOT, Cli, both_backends, write_config
 from tests.e2e.daemons import kill, killed_if_failing, start, stop, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -34,9 +34,11 @@ def big() -> Iterator[Simulator]:
 
 
 @pytest.fixture
-def slow_cli(big: Simulator, tmp_path: Path) -> Cli:
-    config = write_config(tmp_path, big.base_url)
-    return Cli(config=config, db_path=tmp_path / "store" / "gladly.duckdb", token=DEFAULT_API_TOKEN)
+def slow_cli(big: Simulator, tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Cli:
+    postgres = request.getfixturevalue("postgres_schema") if backend == "postgres" else None
+    config = write_config(tmp_path, big.base_url, postgres=postgres)
+    db_path = tmp_path / "store" / "gladly.duckdb"
+    return Cli(config=config, db_path=db_path, token=DEFAULT_API_TOKEN, postgres=postgres)
 
 
 def conversation_reads(sim: Simulator) -> Counter:
@@ -64,6 +66,9 @@ def wait_for_progress(cli: Cli, process: subprocess.Popen, timeout: float = 60) 
 
 
 def snapshot_runs(cli: Cli) -> list[tuple]:
+    """``sync_runs`` as readers see it: the snapshot's copy (PostgreSQL has none: the store)."""
+    if cli.postgres:
+        return cli.query("SELECT job, status FROM sync_runs ORDER BY started_at")
     snapshot = str(cli.db_path).replace("gladly.duckdb", "gladly_read.duckdb")
     con = duckdb.connect(snapshot, read_only=True)
     try:
@@ -72,6 +77,7 @@ def snapshot_runs(cli: Cli) -> list[tuple]:
         con.close()
 
 
+@both_backends
 class TestStopMidBackfill:
     def test_daemon_stops_within_10s_and_a_sync_resumes(self, big: Simulator, slow_cli: Cli):
         """SIGTERM to `run` mid-backfill: exit 0 within 10 s, no job starts after it, and `sync`
@@ -121,6 +127,7 @@ class TestStopMidBackfill:
         assert [status for _, status in snapshot_runs(slow_cli)] == ["interrupted", "ok"]
 
 
+@both_backends
 class TestKilledRun:
     def test_status_shows_a_killed_sync_as_interrupted(self, big: Simulator, slow_cli: Cli):
         """A sync killed with SIGKILL: `status` shows it interrupted (never running), `status --check`
